@@ -26,7 +26,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from .errors import DTypeError, FileFormatError, GraphError, QuantizationError, ShapeError
+from .errors import DTypeError, FileFormatError, GraphError, QuantizationError, ShapeError, TinyMLError
 from .ops import OPS, Shape, op_def
 
 FORMAT_NAME = "tinyml-lab-graph"
@@ -487,7 +487,7 @@ class Graph:
             raise FileFormatError(f"{path}: the graph description is incomplete ({exc!r})") from None
         try:
             g.validate()
-        except (GraphError, ShapeError, DTypeError, QuantizationError) as exc:
+        except TinyMLError as exc:
             raise FileFormatError(f"{path}: the stored graph is inconsistent: {exc}") from None
         return g
 

@@ -50,7 +50,9 @@ def effective_bias(w: np.ndarray, b: np.ndarray | None, in_zp: int, depthwise: b
 
 @njit(cache=True, inline="always")
 def _out_int8(acc, mult, shift, out_zp, lo, hi):
-    v = requantize(np.int64(acc), np.int64(mult), np.int64(shift)) + out_zp
+    """Requantize an accumulator (wrapped to int32 first: numba widens int32 sums), add the
+    output zero point, clamp."""
+    v = requantize(np.int64(np.int32(acc)), np.int64(mult), np.int64(shift)) + out_zp
     return np.int8(min(max(v, lo), hi))
 
 
