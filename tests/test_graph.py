@@ -218,6 +218,17 @@ def test_invalid_attributes(kwargs, match):
         b.conv2d(x, 4, 3, **kwargs)
 
 
+def test_a_rejected_layer_leaves_nothing_behind():
+    b = GraphBuilder("retry")
+    x = b.input((8, 8, 3))
+    with pytest.raises(GraphError):
+        b.conv2d(x, 8, 3, weight=np.zeros((8, 3, 3, 4), np.float32), name="c")
+    assert set(b.graph.tensors) == {"input"} and not b.graph.nodes
+    b.conv2d(x, 8, 3, name="c")  # the name is free again
+    assert b.conv2d(x, 2, 1) == "conv" and b.conv2d(x, 2, 1, name="conv1") == "conv1"
+    assert b.conv2d(x, 2, 1) == "conv2"
+
+
 def test_window_larger_than_input():
     b = GraphBuilder("bad")
     with pytest.raises(ShapeError, match="smaller than the window"):

@@ -236,8 +236,15 @@ class Graph:
         if any(n.name == node.name for n in self.nodes):
             raise GraphError(f"graph '{self.name}' already has a node named {node.name!r}")
         node.attrs = op_def(node.op).normalize(dict(node.attrs))
+        created = [t for t in node.outputs if t not in self.tensors]
         self.nodes.append(node)
-        self._infer_node(node)
+        try:
+            self._infer_node(node)
+        except TinyMLError:
+            self.nodes.pop()  # a rejected node leaves nothing behind
+            for t in created:
+                self.tensors.pop(t, None)
+            raise
         return node
 
     # ------------------------------------------------------------------ checking
@@ -527,6 +534,8 @@ class GraphBuilder:
         base = {"Conv2D": "conv", "DepthwiseConv2D": "dwconv", "Dense": "dense", "AvgPool2D": "avgpool",
                 "MaxPool2D": "maxpool", "GlobalAvgPool": "gap", "BatchNorm": "bn"}.get(op, op.lower())
         i = self._counts.get(base, 0)
+        while (f"{base}{i}" if i else base) in self.graph.tensors:  # skip names given explicitly
+            i += 1
         self._counts[base] = i + 1
         return f"{base}{i}" if i else base
 
@@ -535,7 +544,13 @@ class GraphBuilder:
 
     def _node(self, op: str, inputs: Sequence[str], name: str | None, **attrs: Any) -> str:
         node_name = self._name(op, name)
-        self.graph.add_node(Node(node_name, op, list(inputs), [node_name], attrs))
+        try:
+            self.graph.add_node(Node(node_name, op, list(inputs), [node_name], attrs))
+        except TinyMLError:
+            for t in inputs:  # drop the weights this layer created, so a retry can reuse its name
+                if t.startswith(f"{node_name}/"):
+                    self.graph.tensors.pop(t, None)
+            raise
         return node_name
 
     def _he(self, shape: tuple[int, ...], fan_in: int) -> np.ndarray:
