@@ -36,7 +36,7 @@ def cmd_zoo(args: argparse.Namespace) -> None:
         return
     print(format_table(
         ["model", "task", "input", "classes", "params", "MACs"],
-        [[r["name"], r["task"], "x".join(map(str, r["input_shape"])), r["classes"], f"{r['params']:,}",
+        [[r["name"], r["task"], "x".join(map(str, r["input_shape"])), r["classes"] or "-", f"{r['params']:,}",
           f"{r['macs']:,}"] for r in rows],
         align="lllrrr"))
 
