@@ -6,7 +6,7 @@ Exit status 0 on success and 2 on bad input, with a one-line reason on stderr.
 from __future__ import annotations
 
 import argparse
-import json
+import importlib
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -15,11 +15,12 @@ import numpy as np
 
 from . import __version__
 from .errors import TinyMLError
-from .report import format_bytes, format_table
+from .report import format_bytes, format_table, print_json
 
 
-def _print_json(obj: object) -> None:
-    print(json.dumps(obj, indent=2))
+# Modules that add verbs: each has ``register(subparsers)``, which adds its parsers and sets
+# ``func`` to a function taking the parsed arguments (raising TinyMLError on bad input).
+VERB_MODULES: list[str] = []
 
 
 # --------------------------------------------------------------------------- verbs
@@ -32,7 +33,7 @@ def cmd_zoo(args: argparse.Namespace) -> None:
         g = zoo.get(d["name"])
         rows.append(dict(d, params=g.params, macs=g.macs))
     if args.json:
-        _print_json(rows)
+        print_json(rows)
         return
     print(format_table(
         ["model", "task", "input", "classes", "params", "MACs"],
@@ -61,7 +62,7 @@ def cmd_profile(args: argparse.Namespace) -> None:
         "layers": [s.to_json() for s in stats],
     }
     if args.json:
-        _print_json(summary)
+        print_json(summary)
         return
     print(f"{g.name}: input {'x'.join(map(str, g.input_shape()))} {summary['dtype']}, "
           f"{len(stats)} layers")
@@ -94,7 +95,7 @@ def cmd_run(args: argparse.Namespace) -> None:
         raise TinyMLError(f"cannot write {out}: folder {out.parent} does not exist")
     np.save(out, y)
     if args.json:
-        _print_json({"model": g.name, "input_shape": list(x.shape), "output_shape": list(y.shape),
+        print_json({"model": g.name, "input_shape": list(x.shape), "output_shape": list(y.shape),
                      "dtype": str(y.dtype), "output": str(out)})
     else:
         print(f"{g.name}: {x.shape} {x.dtype} -> {y.shape} {y.dtype}, written to {out}")
@@ -125,6 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--backend", choices=("numba", "reference"), default="numba")
     s.add_argument("--json", action="store_true", help="print JSON")
     s.set_defaults(func=cmd_run)
+
+    for module in VERB_MODULES:
+        importlib.import_module(module).register(sub)
     return p
 
 

@@ -25,3 +25,21 @@ def format_bytes(n: float) -> str:
             return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
         n /= 1024
     raise AssertionError("unreachable")
+
+
+def print_json(obj: object) -> None:
+    """Print ``obj`` as indented JSON (NumPy scalars and arrays converted), for ``--json``."""
+    import json
+
+    import numpy as np
+
+    def default(o: object) -> object:
+        if isinstance(o, np.generic):
+            return o.item()
+        if isinstance(o, np.ndarray):
+            return o.tolist()
+        if isinstance(o, tuple):
+            return list(o)
+        raise TypeError(f"cannot write {type(o).__name__} as JSON")
+
+    print(json.dumps(obj, indent=2, default=default))

@@ -202,7 +202,7 @@ class _Exporter:
         """An initializer; ``exact_name`` keeps ``base`` (an IR constant's own name)."""
         name = base if exact_name and base not in self.taken else self.fresh(base)
         self.taken.add(name)
-        self.inits.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
+        self.inits.append(numpy_helper.from_array(np.array(array, order="C"), name))  # keeps 0-d scalars
         return name
 
     # ------------------------------------------------------------------ values
@@ -233,8 +233,13 @@ class _Exporter:
         tensor = self.g.tensors[t]
         if tensor.dtype != "int8":
             return v
-        scale, zp = self.activation_qparams(tensor)
-        return self.add("DequantizeLinear", [v, scale, zp], hint=f"{t}_dequantized")
+        key = (t, layout, "real")
+        if key not in self.transposed:
+            scale, zp = self.activation_qparams(tensor)
+            saved, self.current = self.current, t
+            self.transposed[key] = self.add("DequantizeLinear", [v, scale, zp], hint="dequantized")
+            self.current = saved
+        return self.transposed[key]
 
     def activation_qparams(self, tensor: Tensor) -> tuple[str, str]:
         """Scalar scale and zero-point initializers of a per-tensor int8 activation."""
