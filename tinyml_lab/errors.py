@@ -53,3 +53,7 @@ class QuantizationError(TinyMLError, ValueError):
 
 class DataError(TinyMLError, ValueError):
     """Input data is empty, non-finite or otherwise unusable."""
+
+
+class ExportError(TinyMLError, ValueError):
+    """The graph holds something an exporter cannot express, or an export option is invalid."""

@@ -15,22 +15,32 @@ become ``(C, 1, KH, KW)`` in a ``Conv`` with ``group = C``; ``Dense``
 weights ``(C_out, C_in)`` stay as they are, in a ``Gemm`` with ``transB=1``:
 ``y = x W^T + b``.
 
-int8 graphs (QDQ). Each int8 tensor stays int8 in ONNX. An op that computes
-in real numbers reads ``DequantizeLinear(q) = s (q - z)``, computes in float
-and writes ``QuantizeLinear(y) = clamp(round(y / s) + z)``; weights are int8
-initializers behind a ``DequantizeLinear`` (per channel along the ONNX
-weight's output-channel axis when the IR's weight is), biases int32
-initializers dequantized with scale ``s_in s_w`` and zero point 0. A fused
-ReLU/ReLU6 sits between the op and its ``QuantizeLinear``. onnxruntime fuses
-these patterns into ``QLinearConv``, ``QGemm``, ``QLinearAdd`` and the like.
-``MaxPool2D``, ``Reshape``, ``Flatten`` and ``Pad`` (padding with the zero
-point) act on the int8 codes directly when their input and output share
+int8 graphs (QDQ). Each int8 tensor stays int8 in ONNX, written by one
+``QuantizeLinear(y) = clamp(round(y / s) + z)`` and read through one
+``DequantizeLinear(q) = s (q - z)`` by the ops that compute in real numbers.
+Weights are int8 initializers behind a ``DequantizeLinear`` (per channel
+along the ONNX weight's output-channel axis when the IR's weight is), biases
+int32 initializers dequantized with scale ``s_in s_w`` and zero point 0. A
+fused ReLU/ReLU6 sits between the op and its ``QuantizeLinear``. onnxruntime
+fuses these patterns into ``QLinearConv``, ``QGemm``, ``QLinearAdd`` and the
+like. ``MaxPool2D``, ``Reshape``, ``Flatten`` and ``Pad`` (padding with the
+zero point) act on the codes directly when their input and output share
 quantization parameters, as the IR's int8 kernels do.
+
+``activation_dtype="uint8"`` stores every activation code as
+``u = q + 128`` with zero point ``z + 128`` (the same real values, the same
+rounding); weights stay int8. Inputs and outputs are then uint8. This is the
+U8S8 form onnxruntime's x86 kernels prefer: its own int8-to-uint8 rewrite
+only handles a tensor with a single reader, so with int8 activations the
+layers after a branch (a residual ``Add``) or at the graph input may run in
+float.
 
 onnxruntime rescales int8 accumulators with a float multiplier and rounds
 half to even; TFLite (and :mod:`tinyml_lab.kernels.int8`) use a fixed-point
 multiplier and round half away from zero. The two runtimes may therefore
-differ by one code at a layer's output, and such differences propagate.
+differ by one code at a layer's output, and such differences propagate. The
+IR's own ``Quantize`` and ``Dequantize`` ops become ``QuantizeLinear`` and
+``DequantizeLinear``, with the same caveat: ONNX rounds ties to even.
 """
 
 from __future__ import annotations
@@ -45,7 +55,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from .. import __version__
-from ..errors import FileFormatError, TinyMLError
+from ..errors import ExportError, FileFormatError, TinyMLError
 from ..graph import Graph, Node, QuantParams, Tensor
 from ..kernels.fixedpoint import activation_range
 from ..ops import resolve_padding
@@ -54,7 +64,10 @@ MIN_OPSET = 13  # per-axis QuantizeLinear/DequantizeLinear, single-axis Softmax
 LAYOUTS = ("nhwc", "nchw")
 BATCH = "N"
 
-_ONNX_DTYPE = {"float32": TensorProto.FLOAT, "int8": TensorProto.INT8, "int32": TensorProto.INT32}
+ACTIVATION_DTYPES = ("int8", "uint8")
+
+_ONNX_DTYPE = {"float32": TensorProto.FLOAT, "int8": TensorProto.INT8, "uint8": TensorProto.UINT8,
+               "int32": TensorProto.INT32}
 _TO_NCHW = (0, 3, 1, 2)
 _TO_NHWC = (0, 2, 3, 1)
 _CONV_PERM = (0, 3, 1, 2)  # (C_out, KH, KW, C_in) -> (C_out, C_in, KH, KW)
@@ -66,14 +79,10 @@ _DENSE_PERM = (0, 1)
 IR, NCHW = "ir", "nchw"
 
 
-class ExportError(TinyMLError, ValueError):
-    """The graph holds something the exporter cannot express, or an export option is invalid."""
-
-
 # --------------------------------------------------------------------------- public API
 
 def to_onnx(graph: Graph, path: str | os.PathLike | None = None, opset: int = 17,
-            input_layout: str = "nhwc") -> onnx.ModelProto:
+            input_layout: str = "nhwc", activation_dtype: str = "int8") -> onnx.ModelProto:
     """Export ``graph`` (float32 or int8) to an ONNX model.
 
     Args:
@@ -87,6 +96,9 @@ def to_onnx(graph: Graph, path: str | os.PathLike | None = None, opset: int = 17
         opset: ONNX opset of the default domain, at least 13.
         input_layout: ``"nhwc"`` (the IR's layout) or ``"nchw"``; applies to
             rank-3 inputs only. Outputs always keep the IR's layout.
+        activation_dtype: how an int8 graph stores activation codes in ONNX:
+            ``"int8"`` (the IR's codes) or ``"uint8"`` (codes + 128, zero
+            points + 128). Float graphs ignore it.
 
     Returns:
         The model, checked with ``onnx.checker`` (including shape inference).
@@ -99,6 +111,10 @@ def to_onnx(graph: Graph, path: str | os.PathLike | None = None, opset: int = 17
     layout = str(input_layout).lower()
     if layout not in LAYOUTS:
         raise ExportError(f"input_layout must be one of {', '.join(LAYOUTS)}, got {input_layout!r}")
+    if activation_dtype not in ACTIVATION_DTYPES:
+        raise ExportError(
+            f"activation_dtype must be one of {', '.join(ACTIVATION_DTYPES)}, got {activation_dtype!r}"
+        )
     newest = onnx.defs.onnx_opset_version()
     if isinstance(opset, bool) or not isinstance(opset, (int, np.integer)) or not MIN_OPSET <= opset <= newest:
         raise ExportError(
@@ -107,7 +123,7 @@ def to_onnx(graph: Graph, path: str | os.PathLike | None = None, opset: int = 17
         )
     target = _check_destination(path) if path is not None else None
     graph.validate()
-    model = _Exporter(graph, int(opset), layout).build()
+    model = _Exporter(graph, int(opset), layout, activation_dtype).build()
     try:
         onnx.checker.check_model(model, full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
@@ -159,20 +175,23 @@ class _Exporter:
     """Walks the IR nodes in order and appends the equivalent ONNX nodes.
 
     ``values`` maps each IR activation to the ONNX value holding it and that
-    value's layout; an int8 IR tensor is held as int8 codes.
+    value's layout; an int8 IR tensor is held as codes of ``act_dtype``,
+    ``offset`` (0 or 128) above the IR's.
     """
 
-    def __init__(self, graph: Graph, opset: int, input_layout: str):
+    def __init__(self, graph: Graph, opset: int, input_layout: str, activation_dtype: str = "int8"):
         self.g = graph
         self.opset = opset
         self.input_layout = input_layout
+        self.act_dtype = np.dtype(activation_dtype)
+        self.offset = 128 if activation_dtype == "uint8" else 0
         self.nodes: list[onnx.NodeProto] = []
         self.inits: list[onnx.TensorProto] = []
         self.reserved = set(graph.tensors)  # IR names: generated names keep clear of them
         self.taken: set[str] = set()
         self.node_names: set[str] = set()
         self.values: dict[str, tuple[str, str]] = {}
-        self.transposed: dict[tuple[str, str], str] = {}
+        self.views: dict[tuple[str, ...], str] = {}  # transposed and dequantized readings of a value
         self.qparams: dict[str, tuple[str, str]] = {}
         self.scalars: dict[str, str] = {}
         self.current = ""  # IR node being exported, for node names and messages
@@ -219,27 +238,26 @@ class _Exporter:
         if have == layout or self.rank(t) != 3:
             return name
         key = (t, layout)
-        if key not in self.transposed:
+        if key not in self.views:
             perm = _TO_NCHW if layout == NCHW else _TO_NHWC
             saved, self.current = self.current, t
-            self.transposed[key] = self.add("Transpose", [name], {"perm": list(perm)}, hint=layout)
+            self.views[key] = self.add("Transpose", [name], {"perm": list(perm)}, hint=layout)
             self.current = saved
-        return self.transposed[key]
+        return self.views[key]
 
     def real(self, t: str, layout: str) -> str:
-        """IR tensor ``t`` as real numbers: int8 codes go through a DequantizeLinear of their own
-        (one per reader, the pattern onnxruntime's QDQ fusion looks for)."""
+        """IR tensor ``t`` as real numbers: int8 codes go through one DequantizeLinear per layout."""
         v = self.value(t, layout)
         tensor = self.g.tensors[t]
         if tensor.dtype != "int8":
             return v
         key = (t, layout, "real")
-        if key not in self.transposed:
+        if key not in self.views:
             scale, zp = self.activation_qparams(tensor)
             saved, self.current = self.current, t
-            self.transposed[key] = self.add("DequantizeLinear", [v, scale, zp], hint="dequantized")
+            self.views[key] = self.add("DequantizeLinear", [v, scale, zp], hint="dequantized")
             self.current = saved
-        return self.transposed[key]
+        return self.views[key]
 
     def activation_qparams(self, tensor: Tensor) -> tuple[str, str]:
         """Scalar scale and zero-point initializers of a per-tensor int8 activation."""
@@ -249,9 +267,17 @@ class _Exporter:
                 raise ExportError(f"int8 tensor {tensor.name!r} needs per-tensor quantization parameters")
             self.qparams[tensor.name] = (
                 self.const(np.array(q.scale[0], np.float32), f"{tensor.name}/scale"),
-                self.const(np.array(q.zero_point[0], np.int8), f"{tensor.name}/zero_point"),
+                self.codes(q.zero_point[0], f"{tensor.name}/zero_point"),
             )
         return self.qparams[tensor.name]
+
+    def codes(self, value: int, base: str) -> str:
+        """A scalar initializer holding the activation code of IR code ``value``."""
+        return self.const(np.array(int(value) + self.offset, self.act_dtype), base)
+
+    def dtype(self, tensor: Tensor) -> str:
+        """The ONNX element type name of an IR activation."""
+        return self.act_dtype.name if tensor.dtype == "int8" else tensor.dtype
 
     def define(self, t: str, name: str, layout: str) -> None:
         self.values[t] = (name, layout)
@@ -370,8 +396,7 @@ class _Exporter:
             out = self.g.tensors[node.outputs[0]]
             if a["activation"] != "none":
                 lo, hi = activation_range(a["activation"], float(out.quant.scale[0]), int(out.quant.zero_point[0]))
-                v = self.add("Clip", [v, self.const(np.array(lo, np.int8), f"{node.name}/min"),
-                                      self.const(np.array(hi, np.int8), f"{node.name}/max")])
+                v = self.add("Clip", [v, self.codes(lo, f"{node.name}/min"), self.codes(hi, f"{node.name}/max")])
             self.define(out.name, v, NCHW)
             return
         if node.op == "AvgPool2D":
@@ -448,11 +473,11 @@ class _Exporter:
 
     def pad(self, node: Node) -> None:
         x = node.inputs[0]
-        t, b, l, r = node.attrs["pads"]
-        pads = self.const(np.array([0, 0, t, l, 0, 0, b, r], np.int64), f"{node.name}/pads")
+        top, bottom, left, right = node.attrs["pads"]
+        pads = self.const(np.array([0, 0, top, left, 0, 0, bottom, right], np.int64), f"{node.name}/pads")
         out = self.g.tensors[node.outputs[0]]
         if self.stays_int8(node):
-            fill = self.const(np.array(out.quant.zero_point[0], np.int8), f"{node.name}/value")
+            fill = self.codes(out.quant.zero_point[0], f"{node.name}/value")
             self.define(out.name, self.add("Pad", [self.value(x, NCHW), pads, fill]), NCHW)
             return
         fill = self.float_scalar(0.0, "zero")
@@ -481,12 +506,14 @@ class _Exporter:
         for t in g.outputs:
             if t in g.inputs:
                 raise ExportError(f"graph '{g.name}': output {t!r} is also an input; there is nothing to export")
+        if len(set(g.outputs)) != len(g.outputs):
+            raise ExportError(f"graph '{g.name}' lists an output twice ({g.outputs}); ONNX names outputs uniquely")
         inputs = []
         for t in g.inputs:
             tensor = g.tensors[t]
             layout = NCHW if self.input_layout == "nchw" and len(tensor.shape) == 3 else IR
             shape = [tensor.shape[i] for i in (2, 0, 1)] if layout == NCHW else list(tensor.shape)
-            inputs.append(_value_info(t, tensor.dtype, shape))
+            inputs.append(_value_info(t, self.dtype(tensor), shape))
             self.taken.add(t)
             self.define(t, t, layout)
         for node in g.nodes:
@@ -501,16 +528,9 @@ class _Exporter:
             handler(self, node)
         self.current = ""
         outputs = []
-        for t in g.outputs:
-            tensor = g.tensors[t]
-            name, layout = self.values[t]
-            if layout == NCHW:
-                self.rename(self.add("Transpose", [name], {"perm": list(_TO_NHWC)}), t)
-            elif self._is_output_of_other(name, t):
-                self.rename(self.add("Identity", [name]), t)
-            else:
-                self.rename(name, t)
-            outputs.append(_value_info(t, tensor.dtype, list(tensor.shape)))
+        for t in g.outputs:  # in the IR's layout, under the IR's name
+            self.rename(self.value(t, IR), t)
+            outputs.append(_value_info(t, self.dtype(g.tensors[t]), list(g.tensors[t].shape)))
         self.name_activations()
         graph = helper.make_graph(self.nodes, _graph_name(g.name), inputs, outputs, self.inits)
         opsets = [helper.make_opsetid("", self.opset)]
@@ -518,15 +538,16 @@ class _Exporter:
             graph, opset_imports=opsets, producer_name="tinyml_lab", producer_version=__version__,
             ir_version=helper.find_min_ir_version_for(opsets),
             doc_string=f"{g.name} exported by tinyml_lab {__version__} "
-                       f"({'int8 QDQ' if g.is_quantized else 'float32'}, input layout {self.input_layout})",
+                       f"({f'int8 QDQ, {self.act_dtype.name} activations' if g.is_quantized else 'float32'}, "
+                       f"input layout {self.input_layout})",
         )
-        helper.set_model_props(model, {"tinyml_lab.graph": g.name, "tinyml_lab.input_layout": self.input_layout,
-                                       "tinyml_lab.dtype": "int8" if g.is_quantized else "float32"})
+        helper.set_model_props(model, {
+            "tinyml_lab.graph": g.name,
+            "tinyml_lab.input_layout": self.input_layout,
+            "tinyml_lab.dtype": "int8" if g.is_quantized else "float32",
+            "tinyml_lab.activation_dtype": self.act_dtype.name if g.is_quantized else "float32",
+        })
         return model
-
-    def _is_output_of_other(self, name: str, t: str) -> bool:
-        """True when ``name`` already carries another graph output (two outputs, one value)."""
-        return any(other != t and self.values[other][0] == name for other in self.g.outputs)
 
     def rename(self, old: str, new: str) -> None:
         """Give ONNX value ``old`` the name ``new`` everywhere."""
@@ -554,8 +575,8 @@ class _Exporter:
 
 def _onnx_pads(pads: tuple[int, int, int, int]) -> list[int]:
     """IR ``(top, bottom, left, right)`` to ONNX ``[top, left, bottom, right]``."""
-    t, b, l, r = pads
-    return [t, l, b, r]
+    top, bottom, left, right = pads
+    return [top, left, bottom, right]
 
 
 def _value_info(name: str, dtype: str, shape: list[int]) -> onnx.ValueInfoProto:
