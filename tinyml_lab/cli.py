@@ -20,7 +20,7 @@ from .report import format_bytes, format_table, print_json
 
 # Modules that add verbs: each has ``register(subparsers)``, which adds its parsers and sets
 # ``func`` to a function taking the parsed arguments (raising TinyMLError on bad input).
-VERB_MODULES: list[str] = []
+VERB_MODULES: list[str] = ["tinyml_lab.memory.commands", "tinyml_lab.mcu.commands"]
 
 
 # --------------------------------------------------------------------------- verbs
@@ -61,6 +61,12 @@ def cmd_profile(args: argparse.Namespace) -> None:
         "activation_bytes": g.activation_bytes,
         "layers": [s.to_json() for s in stats],
     }
+    report = None
+    if args.device:
+        from .mcu.simulator import simulate
+
+        report = simulate(g, args.device)
+        summary.update(report.to_json())
     if args.json:
         print_json(summary)
         return
@@ -72,6 +78,11 @@ def cmd_profile(args: argparse.Namespace) -> None:
     print(f"MACs              {g.macs:,}")
     print(f"weights           {format_bytes(g.weight_bytes)} ({g.weight_bytes:,} bytes)")
     print(f"activations       {format_bytes(g.activation_bytes)} (all tensors of one sample, no reuse)")
+    if report is not None:
+        from .mcu.report import print_device_report
+
+        print()
+        print_device_report(report)
 
 
 def cmd_run(args: argparse.Namespace) -> None:
@@ -116,6 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("model", help="a zoo model name or a saved model file (.npz)")
     s.add_argument("--fold", action="store_true",
                    help="fold BatchNorm and fuse activations first, as deployed")
+    s.add_argument("--device", metavar="DEVICE",
+                   help="also estimate fit, latency and energy on a microcontroller (see tinyml-lab devices)")
     s.add_argument("--json", action="store_true", help="print JSON")
     s.set_defaults(func=cmd_profile)
 
