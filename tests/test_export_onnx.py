@@ -109,7 +109,7 @@ def print_report(request):
 
 @pytest.fixture(scope="module")
 def float_models():
-    return {name: zoo.get(name, seed=0) for name in MODELS}
+    return {name: zoo.get(name, seed=0, weights="random") for name in MODELS}
 
 
 @pytest.fixture(scope="module")

@@ -40,7 +40,7 @@ def activation_quant(lo: float, hi: float) -> QuantParams:
     scale = (hi - lo) / 255.0
     if scale <= 0 or not np.isfinite(scale):
         scale = 1.0 / 255.0  # an all-zero tensor: any scale represents it
-    zp = int(np.clip(np.round(-128 - lo / scale), -128, 127))
+    zp = int(np.clip(ref.round_half_away_np(np.float64(-128 - lo / scale)), -128, 127))
     return QuantParams(np.float32(scale), zp)
 
 
@@ -143,7 +143,7 @@ def quantize_model(graph: Graph, calibration: np.ndarray, per_channel: bool = Tr
             if "bias" in w:
                 bt = w["bias"]
                 s_b = np.float64(src.quant.scale[0]) * wt.quant.scale.astype(np.float64)
-                b = np.clip(np.round(bt.data.astype(np.float64) / s_b), -(2**31), 2**31 - 1)
+                b = np.clip(ref.round_half_away_np(bt.data.astype(np.float64) / s_b), -(2**31), 2**31 - 1)
                 bt.data, bt.dtype = b.astype(np.int32), "int32"
                 bt.quant = QuantParams(s_b.astype(np.float32), 0, 0 if s_b.size > 1 else None)
     q.metadata = dict(q.metadata, quantized_from=graph.name, per_channel=per_channel)

@@ -10,8 +10,14 @@
 The four MLPerf Tiny models follow the benchmark's reference training scripts
 (Banbury et al., "MLPerf Tiny Benchmark", NeurIPS Datasets and Benchmarks
 2021); see :mod:`tinyml_lab.zoo.mlperf_tiny`. Graphs are float32 and keep
-their ``BatchNorm`` nodes; weights are the builder's seeded He-normal draw
-unless ``weights=`` names trained ones (see :func:`load_weights`).
+their ``BatchNorm`` nodes.
+
+Weights: models with committed trained weights (``zoo/weights/<name>.npz``,
+made by ``scripts/train_weights.py``, the recipe in ``<name>.json`` beside
+it) load them by default, when built with their default options; the others,
+and every model with ``weights="random"``, get the builder's seeded
+He-normal draw. ``weights=`` may also name other trained weights (see
+:func:`load_weights`). :func:`trained_weights` tells which file a model loads.
 """
 
 from __future__ import annotations
@@ -32,6 +38,8 @@ from .mlperf_tiny import ad_autoencoder, ic_resnet8, kws_dscnn, vww_mobilenetv1
 from .mobilenetv2 import mobilenetv2
 
 MLPERF_TINY = "Banbury et al., MLPerf Tiny Benchmark, NeurIPS Datasets and Benchmarks 2021"
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+RANDOM = "random"  # weights= value for the seeded initialisation
 
 
 @dataclass(frozen=True)
@@ -127,6 +135,19 @@ def spec(name: str) -> ModelSpec:
     raise UnknownModelError(f"unknown model {name!r}{hint}; known models: {', '.join(_MODELS)}")
 
 
+def trained_weights(name: str, **options: Any) -> Path | None:
+    """The committed weights file ``get(name, **options)`` loads by default, or None.
+
+    Trained weights exist for the default options only (e.g. ``digits-cnn``
+    at 16x16 with 10 classes).
+    """
+    s = spec(name)
+    if {**s.options, **options} != s.options:
+        return None
+    path = WEIGHTS_DIR / f"{s.name}.npz"
+    return path if path.is_file() else None
+
+
 def get(name: str, seed: int = 0, weights: str | os.PathLike | Mapping[str, Any] | None = None,
         **options: Any) -> Graph:
     """Build zoo model ``name`` as a float32 graph.
@@ -134,11 +155,14 @@ def get(name: str, seed: int = 0, weights: str | os.PathLike | Mapping[str, Any]
     Args:
         name: one of :func:`names` (case and ``_``/``-`` do not matter).
         seed: seeds the He-normal initialisation, so equal seeds give equal
-            weights.
-        weights: None for the seeded initialisation, or trained weights to
-            put in place of it: a path to an ``.npz`` (arrays named like the
-            graph's constants, e.g. ``conv1/weight``, or a file written by
-            :meth:`Graph.save`), or a mapping of such names to arrays.
+            weights (constants that trained weights replace do not depend on it).
+        weights: None for the committed trained weights when the model has
+            them for these options (:func:`trained_weights`), else the seeded
+            initialisation; ``"random"`` for the seeded initialisation always;
+            or trained weights to put in place of it: a path to an ``.npz``
+            (arrays named like the graph's constants, e.g. ``conv1/weight``, or
+            a file written by :meth:`Graph.save`), or a mapping of such names
+            to arrays.
         **options: model options, e.g. ``width``, ``resolution`` and
             ``num_classes`` for ``mobilenetv2``; see :func:`describe`.
 
@@ -162,7 +186,14 @@ def get(name: str, seed: int = 0, weights: str | os.PathLike | Mapping[str, Any]
         "weights": "he-normal (untrained)",
         "source": s.source,
     }
-    if weights is not None:
+    if weights is None:
+        default = trained_weights(s.name, **options)
+        if default is not None:
+            load_weights(g, default)
+            g.metadata["zoo"]["weights"] = f"trained ({default.parent.name}/{default.name})"
+    elif isinstance(weights, str) and weights == RANDOM:
+        pass
+    else:
         load_weights(g, weights)
         g.metadata["zoo"]["weights"] = str(weights) if isinstance(weights, (str, os.PathLike)) else "mapping"
     return g
@@ -222,5 +253,6 @@ def _read_weights(path: Path) -> dict[str, np.ndarray]:
     return {n: t.data for n, t in saved.tensors.items() if t.is_const}
 
 
-__all__ = ["get", "names", "describe", "spec", "load_weights", "ModelSpec", "MLPERF_TINY",
+__all__ = ["get", "names", "describe", "spec", "load_weights", "trained_weights", "ModelSpec", "MLPERF_TINY",
+           "WEIGHTS_DIR", "RANDOM",
            "kws_dscnn", "vww_mobilenetv1", "ic_resnet8", "ad_autoencoder", "mobilenetv2", "digits_cnn"]

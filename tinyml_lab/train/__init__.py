@@ -1,0 +1,45 @@
+"""On-device training: reverse-mode autodiff over the graph IR, optimizers, and int8 training.
+
+The pieces, each in its own module:
+
+* :mod:`~tinyml_lab.train.autodiff`: :class:`BackwardGraph`, the forward
+  pass that keeps what the backward pass needs, and the backward pass node by
+  node in reverse; ``print(bg)`` shows the plan, ``bg.trace(name)`` follows one
+  gradient from the loss to a weight;
+* :mod:`~tinyml_lab.train.rules`: each op's local backward rule;
+* :mod:`~tinyml_lab.train.params`: which constants are trainable (a set of
+  tensor names, so a sparse update is a smaller set);
+* :mod:`~tinyml_lab.train.optim`: :class:`SGD` (momentum) and :class:`Adam`,
+  with Quantization-Aware Scaling as ``qas=True``;
+* :mod:`~tinyml_lab.train.fit`: :func:`fit` and :func:`evaluate`;
+* :mod:`~tinyml_lab.train.quantized`: :func:`fit_quantized`, training the
+  deployed int8 graph (int8 forward, float backward, integer updates);
+* :mod:`~tinyml_lab.train.diagnostics`: per-layer ``||W|| / ||G||`` for fp32,
+  int8 and int8 with QAS, as rows and as a figure;
+* :mod:`~tinyml_lab.train.transfer`: the on-device transfer experiment and its QAS table.
+
+>>> from tinyml_lab import zoo
+>>> from tinyml_lab.data import load_digits
+>>> from tinyml_lab.train import SGD, fit
+>>> d = load_digits(16)
+>>> g = zoo.get("digits-cnn", weights="random")
+>>> history = fit(g, d.x_train, d.y_train, epochs=2, optimizer=SGD(lr=0.05, momentum=0.9), quiet=True)
+>>> len(history)
+2
+"""
+
+from .autodiff import BackwardGraph, BackwardStep, Gradients, Tape
+from .diagnostics import format_ratios, gradient_ratios, plot_gradient_ratios
+from .fit import DivergenceError, History, evaluate, fit
+from .optim import SGD, Adam, Optimizer, cosine_decay, make_optimizer
+from .params import Param, last_layers, parameters, resolve_trainable
+from .quantized import apply_update, fit_quantized, qas_scales, round_steps
+
+__all__ = [
+    "BackwardGraph", "BackwardStep", "Gradients", "Tape",
+    "fit", "evaluate", "History", "DivergenceError",
+    "SGD", "Adam", "Optimizer", "cosine_decay", "make_optimizer",
+    "Param", "parameters", "resolve_trainable", "last_layers",
+    "fit_quantized", "apply_update", "qas_scales", "round_steps",
+    "gradient_ratios", "format_ratios", "plot_gradient_ratios",
+]
