@@ -3,11 +3,12 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
+JB_ARGS ?=
 
 .PHONY: book test clean
 
 book: $(STAMP)
-	$(BIN)/jupyter-book build .
+	$(BIN)/jupyter-book build . $(JB_ARGS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n auto $(PYTEST_ARGS) tests
