@@ -7,7 +7,9 @@ exported to QDQ (``to_onnx(q, input_layout="nchw")``, so no transpose is
 timed), in two forms: int8 activations, as exported by default, and uint8
 activations (codes + 128), the form onnxruntime's x86 integer kernels take
 without rewriting. The first call is reported on its own (numba compiles or
-loads its kernels then); the latency is the median over the repeats.
+loads its kernels then); the latency is the median of single calls, the
+three runtimes timed in alternating rounds so that the machine's load
+affects them alike.
 
     python benchmarks/inference.py                  # tables
     python benchmarks/inference.py --json           # the same data as JSON
@@ -25,8 +27,11 @@ from __future__ import annotations
 
 import os
 
-os.environ["NUMBA_NUM_THREADS"] = "1"  # before numba is imported, by tinyml_lab below
-os.environ.setdefault("OMP_NUM_THREADS", "1")
+# one thread everywhere, set before numpy (BLAS) and numba are imported: numba's threading layer,
+# and the BLAS that numpy and numba's np.dot call (OpenBLAS, or MKL, or an OpenMP build)
+os.environ["NUMBA_NUM_THREADS"] = "1"
+for _var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
 
 import argparse  # noqa: E402
 import json  # noqa: E402
@@ -78,6 +83,31 @@ def median_time(fn: Callable[[], object], repeat: int | None, budget: float) -> 
         fn()
         times.append(time.perf_counter() - t0)
     return statistics.median(times), repeat
+
+
+def interleaved_medians(fns: dict[str, Callable[[], object]], repeat: int | None,
+                        budget: float) -> dict[str, tuple[float, int]]:
+    """Median seconds per call of each function, timed in alternating rounds (a few milliseconds
+    of each function in turn) so that a change in the machine's load affects them all alike.
+    ``repeat`` calls of each, or as many as fit in ``budget`` seconds per function (at least 5).
+    Returns ``{name: (median, calls)}``."""
+    estimate = {}
+    for name, fn in fns.items():
+        t0 = time.perf_counter()
+        for _ in range(3):
+            fn()
+        estimate[name] = max((time.perf_counter() - t0) / 3, 1e-7)
+    total = {name: repeat if repeat is not None else int(min(max(budget / est, 5), 20_000))
+             for name, est in estimate.items()}
+    per_round = {name: max(1, min(total[name], int(0.005 / est))) for name, est in estimate.items()}
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    while any(len(times[name]) < total[name] for name in fns):
+        for name, fn in fns.items():
+            for _ in range(min(per_round[name], total[name] - len(times[name]))):
+                t0 = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - t0)
+    return {name: (statistics.median(ts), len(ts)) for name, ts in times.items()}
 
 
 def first_call(fn: Callable[[], object]) -> float:
@@ -151,14 +181,12 @@ def bench_model(name: str, seed: int, repeat: int | None, budget: float, layers:
     feed_name = q.inputs[0]
     result: dict = {"model": name, "macs": q.macs, "params": q.params, "input_shape": list(q.input_shape())}
 
-    # ours
+    # ours: preparation, then the first call (numba compiles its kernels, or loads them from its cache)
     t0 = time.perf_counter()
     it = Interpreter(q)
     prepare = time.perf_counter() - t0
     first = first_call(lambda: it.run(x))
-    ours, n_ours = median_time(lambda: it.run(x), repeat, budget)
-    result["ours"] = {"prepare_ms": prepare * 1e3, "first_ms": first * 1e3, "median_ms": ours * 1e3,
-                      "repeat": n_ours}
+    calls: dict[str, Callable[[], object]] = {"ours": lambda: it.run(x)}
 
     # onnxruntime, int8 and uint8 activations
     want = it.run(xs)
@@ -172,14 +200,21 @@ def bench_model(name: str, seed: int, repeat: int | None, budget: float, layers:
         cast = (lambda v: v) if dtype == "int8" else to_uint8
         feed = {feed_name: cast(nchw(x))}
         call = lambda s=sess, f=feed: s.run(None, f)  # noqa: E731
-        first = first_call(call)
-        med, n = median_time(call, repeat, budget)
+        first_ort = first_call(call)
+        calls[f"ort_{dtype}"] = call
         got = sess.run(None, {feed_name: cast(nchw(xs))})[0].astype(np.int32) - (128 if dtype == "uint8" else 0)
         diff = np.abs(got - want.astype(np.int32))
-        result[f"ort_{dtype}"] = {
-            "session_ms": session * 1e3, "first_ms": first * 1e3, "median_ms": med * 1e3, "repeat": n,
-            "max_diff_lsb": int(diff.max()), "differing": float(np.mean(diff > 0)),
-        }
+        result[f"ort_{dtype}"] = {"session_ms": session * 1e3, "first_ms": first_ort * 1e3,
+                                  "max_diff_lsb": int(diff.max()), "differing": float(np.mean(diff > 0))}
+
+    # the three runtimes timed in alternating rounds
+    medians = interleaved_medians(calls, repeat, budget)
+    med, n_ours = medians["ours"]
+    result["ours"] = {"prepare_ms": prepare * 1e3, "first_ms": first * 1e3, "median_ms": med * 1e3,
+                      "repeat": n_ours, "whole_graph": it._program is not None}
+    for dtype in ("int8", "uint8"):
+        med, n = medians[f"ort_{dtype}"]
+        result[f"ort_{dtype}"].update({"median_ms": med * 1e3, "repeat": n})
     result["ratio"] = result["ours"]["median_ms"] / result["ort_int8"]["median_ms"]
     result["ratio_uint8"] = result["ours"]["median_ms"] / result["ort_uint8"]["median_ms"]
     if layers:
@@ -268,7 +303,7 @@ def summary_rows(results: list[dict]) -> tuple[list[list], list[list], list[list
             by_op[row["op"]][1] += row["ours_us"] * 1e-6
         gmacs = {op: f"{m / t / 1e9:.2f}" for op, (m, t) in by_op.items()}
         where.append([
-            r["model"], f"{ms:.3f}", f"{mac_ms:.3f}", f"{steps - mac_ms:.3f}", f"{max(ms - steps, 0):.3f}",
+            r["model"], f"{ms:.3f}", f"{mac_ms:.3f}", f"{steps - mac_ms:.3f}", f"{ms - steps:+.3f}",
             f"{len(r['layers'])}", f"{len(r['layers']) * r['call_floor_us'] / 1e3:.3f}",
             gmacs.get("Conv2D", "-"), gmacs.get("DepthwiseConv2D", "-"), gmacs.get("Dense", "-"),
             f"{r['macs'] / (ms * 1e-3) / 1e9:.2f}",
@@ -287,7 +322,8 @@ def print_tables(results: list[dict], info: dict) -> None:
         latency, align="lrrrrrrrrr"))
     print("\nORT: the QDQ export with int8 activations; ORT-u8: the same graph with uint8 activations "
           "(codes + 128).\n1st: the first call (ours: numba compiles or loads its kernels). max|diff|: "
-          f"output codes over {N_CHECK} samples, ORT / ORT-u8.")
+          f"output codes over {N_CHECK} samples, ORT / ORT-u8.\nMedians of calls timed in alternating "
+          "rounds of the three runtimes.")
     if per_layer:
         print()
         print(format_table(
@@ -297,13 +333,14 @@ def print_tables(results: list[dict], info: dict) -> None:
               "of the fused node.")
         print()
         print(format_table(
-            ["model", "ours ms", "MAC layers ms", "other ops ms", "rest ms", "steps", "floor ms",
+            ["model", "ours ms", "MAC layers ms", "other ops ms", "run - steps ms", "steps", "floor ms",
              "conv GMAC/s", "dw GMAC/s", "dense GMAC/s", "overall GMAC/s"],
             where, align="lrrrrrrrrrr"))
         floor = results[0].get("call_floor_us")
-        print(f"\nrest: run time minus the sum of the steps timed alone (the interpreter's loop, cold caches; "
-              f"0 when within noise).\nfloor: steps x {floor:.1f} us, the cost of one step whose kernel has "
-              f"nothing to do (a 1x1x1 conv): Python and numba dispatch.")
+        print(f"\nrun - steps: the run's time minus the sum of the steps timed alone: negative when the graph "
+              f"runs as one call\n(run_program, no per-step dispatch), positive for caches that are cold in a "
+              f"whole run.\nfloor: steps x {floor:.1f} us, the cost of one step called from Python whose kernel "
+              f"has nothing to do (a 1x1x1 conv):\nPython and numba dispatch, which a whole-graph run pays once.")
 
 
 def main(argv: list[str] | None = None) -> int:

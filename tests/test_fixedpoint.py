@@ -16,13 +16,10 @@ int32s = st.integers(-(2**31), 2**31 - 1)
 
 
 def exact_srdhm(a: int, b: int) -> int:
-    """round(a * b / 2^31), ties away from zero, saturated: Python's unbounded ints."""
+    """floor(a * b / 2^31 + 1/2) (ties toward +infinity), saturated: Python's unbounded ints."""
     if a == b == -(2**31):
         return 2**31 - 1
-    p = a * b
-    q, r = divmod(abs(p), 2**31)
-    q += 2 * r >= 2**31
-    return q if p >= 0 else -q
+    return (a * b + 2**30) // 2**31
 
 
 def exact_rdbpot(x: int, e: int) -> int:
@@ -35,6 +32,15 @@ def exact_rdbpot(x: int, e: int) -> int:
 def test_srdhm_matches_exact_maths(a, b):
     assert int(fp.srdhm_np(np.array([a]), np.array([b]))[0]) == exact_srdhm(a, b)
     assert int(fp.srdhm(a, b)) == exact_srdhm(a, b)
+
+
+@pytest.mark.parametrize("a,b,want", [(2**30, 1, 1), (-(2**30), 1, 0), (-3 * 2**30, 1, -1),
+                                     (2**30 + 1, 1, 1), (-(2**30) - 1, 1, -1)])
+def test_srdhm_ties_go_toward_plus_infinity(a, b, want):
+    # a * b / 2^31 = 0.5, -0.5, -1.5 (ties) and just past the ties
+    assert exact_srdhm(a, b) == want
+    assert int(fp.srdhm_np(np.array([a]), np.array([b]))[0]) == want
+    assert int(fp.srdhm(a, b)) == want
 
 
 @given(int32s, st.integers(0, 31))

@@ -11,6 +11,9 @@ then only calls kernels. Two backends compute the same thing:
 
 For an int8 graph the arrays in and out hold int8 codes, as a TFLite int8
 model's do; ``real = scale * (code - zero_point)``.
+
+Preparation reads the weights once (as a deployed model does): after changing a
+graph's weights, build a new :class:`Interpreter`.
 """
 
 from __future__ import annotations
@@ -39,6 +42,9 @@ Env = dict[str, np.ndarray]
 Step = Callable[[Env], None]
 
 _FLOAT_RANGE = {"none": (-np.inf, np.inf), "relu": (0.0, np.inf), "relu6": (0.0, 6.0)}
+# int8 Dense layers whose float32 weight matrix is larger than this (about the size of a core's
+# L2 cache) read their int8 weights instead at batches of up to four rows
+_STREAM_WEIGHTS_BYTES = 1 << 20
 
 
 class Interpreter:
@@ -54,7 +60,12 @@ class Interpreter:
         graph.validate()
         self.graph = graph
         self.backend = backend
+        self._fns: list[Callable] = []
         self._steps: list[Step] = [self._prepare(node) for node in graph.nodes]
+        # an int8 graph the compiled kernels can run whole, in one call (None: step by step)
+        self._program = _Program.build(graph, self._fns) if backend == "numba" else None
+        # what an input that needs no conversion looks like: (shape without the batch, dtype)
+        self._accepts = [(graph.tensors[n].shape, np.dtype(graph.tensors[n].dtype)) for n in graph.inputs]
 
     # ------------------------------------------------------------------ running
     def run(self, *inputs: np.ndarray, return_all: bool = False) -> np.ndarray | dict[str, np.ndarray]:
@@ -63,7 +74,12 @@ class Interpreter:
         g = self.graph
         if len(inputs) != len(g.inputs):
             raise ShapeError(f"graph '{g.name}' takes {len(g.inputs)} input(s), got {len(inputs)}")
-        env: Env = {name: self._check_input(g.tensors[name], x) for name, x in zip(g.inputs, inputs)}
+        env: Env = {}
+        for name, x, (shape, dtype) in zip(g.inputs, inputs, self._accepts):
+            ready = type(x) is np.ndarray and x.dtype == dtype and x.shape[1:] == shape and x.flags.c_contiguous
+            env[name] = x if ready else self._check_input(g.tensors[name], x)
+        if self._program is not None and not return_all:
+            return self._program(env[g.inputs[0]])
         for step in self._steps:
             step(env)
         if return_all:
@@ -108,20 +124,22 @@ class Interpreter:
                 f"{node.op} '{node.name}' cannot run on {'int8' if int8 else 'float32'} tensors"
             ) from None
         fn = make(g, node, ins, out, self.backend == "numba")
+        self._fns.append(fn)
         src = [t.name for t in ins if not t.is_const]
         dst = out.name
+        # a bound kernel is called directly, with its prepared arguments: one Python call per step
+        k, args = (fn.kernel, fn.args) if isinstance(fn, _Bound) else (fn, ())
         if len(src) == 1:
             a = src[0]
 
             def step(env: Env) -> None:
-                env[dst] = fn(env[a])
-        else:
-            a, b = src
+                env[dst] = k(env[a], *args)
+            return step
+        a, b = src
 
-            def step2(env: Env) -> None:
-                env[dst] = fn(env[a], env[b])
-            return step2
-        return step
+        def step2(env: Env) -> None:
+            env[dst] = k(env[a], env[b], *args)
+        return step2
 
 
 def run(graph: Graph, *inputs: np.ndarray, backend: str = "numba") -> np.ndarray:
@@ -130,6 +148,20 @@ def run(graph: Graph, *inputs: np.ndarray, backend: str = "numba") -> np.ndarray
 
 
 # --------------------------------------------------------------------------- helpers
+
+class _Bound:
+    """A kernel and the arguments prepared for it: ``_Bound(k, *args)(*activations)`` is
+    ``k(*activations, *args)``."""
+
+    __slots__ = ("kernel", "args")
+
+    def __init__(self, kernel: Callable, *args):
+        self.kernel = kernel
+        self.args = args
+
+    def __call__(self, *activations: np.ndarray) -> np.ndarray:
+        return self.kernel(*activations, *self.args)
+
 
 def _window(g: Graph, node: Node, x: Tensor, kernel: tuple[int, int], dilation=(1, 1)):
     a = node.attrs
@@ -172,8 +204,12 @@ def _f_conv(g, node, ins, out, fast):
     cout = w.shape[-1] if depthwise else w.shape[0]
     bias = np.zeros(cout, np.float32) if b is None else b
     if fast:
-        k = kf.depthwise_conv2d if depthwise else kf.conv2d
-        return lambda v: k(v, w, bias, sh, sw, dh, dw, *pads, lo, hi)
+        geometry = kf.window(*kernel, sh, sw, dh, dw, *pads)
+        if depthwise:
+            k, wk = kf.depthwise_conv2d_rows, kf.depthwise_row_weights(w, out.shape[1])
+        else:
+            k, wk = kf.conv2d_gemm, kf.gemm_weights(w)
+        return _Bound(k, wk, bias, geometry, lo, hi)
     k = ref.depthwise_conv2d if depthwise else ref.conv2d
     return lambda v: k(v, w, b, (sh, sw), (dh, dw), pads, lo, hi)
 
@@ -183,7 +219,8 @@ def _f_dense(g, node, ins, out, fast):
     lo, hi = _FLOAT_RANGE[node.attrs["activation"]]
     if fast:
         bias = np.zeros(w.shape[0], np.float32) if b is None else b
-        return lambda v: kf.dense(v, w, bias, lo, hi)
+        wk = kf.gemm_weights(w)
+        return _Bound(kf.dense_gemm, wk, bias, lo, hi)
     return lambda v: ref.dense(v, w, b, lo, hi)
 
 
@@ -195,10 +232,10 @@ def _f_pool(g, node, ins, out, fast):
     if node.op == "AvgPool2D":
         cip = a["count_include_pad"]
         if fast:
-            return lambda v: kf.avg_pool2d(v, pool[0], pool[1], sh, sw, *pads, cip, lo, hi)
+            return _Bound(kf.avg_pool2d, pool[0], pool[1], sh, sw, *pads, cip, lo, hi)
         return lambda v: ref.avg_pool2d(v, pool, (sh, sw), pads, cip, lo, hi)
     if fast:
-        return lambda v: kf.max_pool2d(v, pool[0], pool[1], sh, sw, *pads, lo, hi)
+        return _Bound(kf.max_pool2d, pool[0], pool[1], sh, sw, *pads, lo, hi)
     return lambda v: ref.max_pool2d(v, pool, (sh, sw), pads, lo, hi)
 
 
@@ -209,14 +246,13 @@ def _f_gap(g, node, ins, out, fast):
 def _f_add(g, node, ins, out, fast):
     lo, hi = _FLOAT_RANGE[node.attrs["activation"]]
     if fast:
-        return lambda a, b: kf.add(a, b, lo, hi)
+        return _Bound(kf.add, lo, hi)
     return lambda a, b: ref.add(a, b, lo, hi)
 
 
 def _f_clamp(g, node, ins, out, fast):
     lo, hi = _FLOAT_RANGE["relu6" if node.op == "ReLU6" else "relu"]
-    k = kf.clamp if fast else ref.clamp
-    return lambda v: k(v, lo, hi)
+    return _Bound(kf.clamp if fast else ref.clamp, lo, hi)
 
 
 def _f_reshape(g, node, ins, out, fast):
@@ -226,8 +262,7 @@ def _f_reshape(g, node, ins, out, fast):
 
 def _f_softmax(g, node, ins, out, fast):
     beta = node.attrs["beta"]
-    k = kf.softmax if fast else ref.softmax
-    return lambda v: k(v, beta)
+    return _Bound(kf.softmax if fast else ref.softmax, beta)
 
 
 def _f_bn(g, node, ins, out, fast):
@@ -237,21 +272,21 @@ def _f_bn(g, node, ins, out, fast):
         scale = w["gamma"] / np.sqrt(w["var"] + eps)
         shift = (w["beta"] - w["mean"] * scale).astype(np.float32)
         scale = scale.astype(np.float32)
-        return lambda v: kf.batch_norm(v, scale, shift)
+        return _Bound(kf.batch_norm, scale, shift)
     return lambda v: ref.batch_norm(v, w["gamma"], w["beta"], w["mean"], w["var"], eps)
 
 
 def _f_pad(g, node, ins, out, fast):
     pads = node.attrs["pads"]
     if fast:
-        return lambda v: kf.pad(v, *pads, 0.0)
+        return _Bound(kf.pad, *pads, 0.0)
     return lambda v: ref.pad(v, pads, 0.0)
 
 
 def _f_quantize(g, node, ins, out, fast):
     s, z = _scale(out), _zp(out)
     if fast:
-        return lambda v: ki.quantize(v, s, z)
+        return _Bound(ki.quantize, s, z)
     return lambda v: ref.quantize(v, s, z)
 
 
@@ -277,8 +312,13 @@ def _i_conv(g, node, ins, out, fast):
     mult, shift, in_zp, out_zp, lo, hi = _linear_params(node, x, wq, out, w.shape[-1] if depthwise else w.shape[0])
     if fast:
         bias_eff = ki.effective_bias(w, b, in_zp, depthwise)
-        k = ki.depthwise_conv2d_int8 if depthwise else ki.conv2d_int8
-        return lambda v: k(v, w, bias_eff, sh, sw, dh, dw, *pads, in_zp, mult, shift, out_zp, lo, hi)
+        geometry = kf.window(*kernel, sh, sw, dh, dw, *pads)
+        table = ki.requantize_table(mult, shift)
+        if depthwise:
+            k, wk = ki.depthwise_conv2d_int8_rows, kf.depthwise_row_weights(w, out.shape[1])
+        else:
+            k, wk = ki.conv2d_int8_gemm, kf.gemm_weights(w)
+        return _Bound(k, wk, bias_eff, geometry, in_zp, table, out_zp, lo, hi)
     k = ref.depthwise_conv2d_int8 if depthwise else ref.conv2d_int8
     return lambda v: k(v, w, b, (sh, sw), (dh, dw), pads, in_zp, mult, shift, out_zp, lo, hi)
 
@@ -299,8 +339,18 @@ def _i_dense(g, node, ins, out, fast):
     mult, shift, in_zp, out_zp, lo, hi = _linear_params(node, ins[0], wq, out, w.shape[0])
     if fast:
         bias_eff = ki.effective_bias(w, b, in_zp)
-        return lambda v: ki.dense_int8(v, w, bias_eff, in_zp, mult, shift, out_zp, lo, hi)
+        wk, table = kf.gemm_weights(w), ki.requantize_table(mult, shift)
+        if wk.nbytes <= _STREAM_WEIGHTS_BYTES:
+            return _Bound(ki.dense_int8_gemm, wk, bias_eff, table, out_zp, lo, hi)
+        # a large layer: at small batches, stream the int8 weights rather than 4x the bytes of floats
+        return _Bound(_dense_int8_large, wk, np.ascontiguousarray(w.T), bias_eff, table, out_zp, lo, hi)
     return lambda v: ref.dense_int8(v, w, b, in_zp, mult, shift, out_zp, lo, hi)
+
+
+def _dense_int8_large(v, w_gemm, w_codes, bias_eff, table, out_zp, lo, hi):
+    if v.shape[0] <= 4:
+        return ki.dense_int8_matvec(v, w_codes, bias_eff, table, out_zp, lo, hi)
+    return ki.dense_int8_gemm(v, w_gemm, bias_eff, table, out_zp, lo, hi)
 
 
 def _i_pool(g, node, ins, out, fast):
@@ -316,18 +366,17 @@ def _i_pool(g, node, ins, out, fast):
                 f"count_include_pad=True has no int8 kernel"
             )
         if fast:
-            return lambda v: ki.avg_pool2d_int8(v, pool[0], pool[1], sh, sw, *pads, lo, hi)
+            return _Bound(ki.avg_pool2d_int8, pool[0], pool[1], sh, sw, *pads, lo, hi)
         return lambda v: ref.avg_pool2d_int8(v, pool, (sh, sw), pads, lo, hi)
     if fast:
-        return lambda v: ki.max_pool2d_int8(v, pool[0], pool[1], sh, sw, *pads, lo, hi)
+        return _Bound(ki.max_pool2d_int8, pool[0], pool[1], sh, sw, *pads, lo, hi)
     return lambda v: ref.max_pool2d_int8(v, pool, (sh, sw), pads, lo, hi)
 
 
 def _i_gap(g, node, ins, out, fast):
     m, s = quantize_multiplier(np.float64(_scale(ins[0])) / np.float64(_scale(out)))
     in_zp, out_zp = _zp(ins[0]), _zp(out)
-    k = ki.global_avg_pool_int8 if fast else ref.global_avg_pool_int8
-    return lambda v: k(v, in_zp, m, s, out_zp)
+    return _Bound(ki.global_avg_pool_int8 if fast else ref.global_avg_pool_int8, in_zp, m, s, out_zp)
 
 
 def _i_add(g, node, ins, out, fast):
@@ -339,16 +388,14 @@ def _i_add(g, node, ins, out, fast):
     om, osh = quantize_multiplier(twice_max / ((1 << ki.ADD_LEFT_SHIFT) * so))
     lo, hi = activation_range(node.attrs["activation"], _scale(out), _zp(out))
     args = (_zp(a), am, ash, _zp(b), bm, bsh, _zp(out), om, osh, lo, hi)
-    k = ki.add_int8 if fast else ref.add_int8
-    return lambda u, v: k(u, v, *args)
+    return _Bound(ki.add_int8 if fast else ref.add_int8, *args)
 
 
 def _i_relu(g, node, ins, out, fast):
     m, s = quantize_multiplier(np.float64(_scale(ins[0])) / np.float64(_scale(out)))
     lo, hi = activation_range("relu6" if node.op == "ReLU6" else "relu", _scale(out), _zp(out))
     args = (_zp(ins[0]), m, s, _zp(out), lo, hi)
-    k = ki.rescale_int8 if fast else ref.rescale_int8
-    return lambda v: k(v, *args)
+    return _Bound(ki.rescale_int8 if fast else ref.rescale_int8, *args)
 
 
 def _i_reshape(g, node, ins, out, fast):
@@ -367,22 +414,21 @@ def _i_softmax(g, node, ins, out, fast):
         m, s, diff_min = softmax_params(_scale(ins[0]), node.attrs["beta"])
     except ValueError as exc:
         raise QuantizationError(f"Softmax '{node.name}': {exc}") from None
-    k = ki.softmax_int8 if fast else ref.softmax_int8
-    return lambda v: k(v, m, s, diff_min)
+    return _Bound(ki.softmax_int8 if fast else ref.softmax_int8, m, s, diff_min)
 
 
 def _i_pad(g, node, ins, out, fast):
     _same_quant(node, ins[0], out)
     pads, zp = node.attrs["pads"], _zp(out)
     if fast:
-        return lambda v: ki.pad_int8(v, *pads, zp)
+        return _Bound(ki.pad_int8, *pads, zp)
     return lambda v: ref.pad_int8(v, pads, zp)
 
 
 def _i_dequantize(g, node, ins, out, fast):
     s, z = _scale(ins[0]), _zp(ins[0])
     if fast:
-        return lambda v: kf.dequantize(v, s, z)
+        return _Bound(kf.dequantize, s, z)
     return lambda v: ref.dequantize(v, s, z)
 
 
@@ -392,3 +438,99 @@ _INT8: dict[str, Callable] = {
     "ReLU": _i_relu, "ReLU6": _i_relu, "Reshape": _i_reshape, "Flatten": _i_reshape,
     "Softmax": _i_softmax, "Pad": _i_pad, "Quantize": _f_quantize, "Dequantize": _i_dequantize,
 }
+
+
+# --------------------------------------------------------------------------- whole int8 graphs
+
+class _Program:
+    """An int8 graph as one call of :func:`tinyml_lab.kernels.int8.run_program`: the kernels and
+    arguments of the steps, encoded as rows of integers (operation, slots, offsets of the weights
+    in three flat arrays, scalar parameters). Built for single-input, single-output graphs whose
+    tensors are all int8 and whose ops all have a row encoding; other graphs run step by step."""
+
+    _OPS = {ki.conv2d_int8_gemm: ki.OP_CONV, ki.depthwise_conv2d_int8_rows: ki.OP_DEPTHWISE,
+            ki.dense_int8_gemm: ki.OP_DENSE, _dense_int8_large: ki.OP_DENSE,
+            ki.avg_pool2d_int8: ki.OP_AVG_POOL, ki.max_pool2d_int8: ki.OP_MAX_POOL,
+            ki.global_avg_pool_int8: ki.OP_GLOBAL_AVG_POOL, ki.add_int8: ki.OP_ADD,
+            ki.rescale_int8: ki.OP_RESCALE, ki.softmax_int8: ki.OP_SOFTMAX, ki.pad_int8: ki.OP_PAD}
+
+    def __init__(self, code, shapes, floats, ints, codes, out_slot, out_shape):
+        self.code, self.shapes, self.out_slot, self.out_shape = code, shapes, out_slot, out_shape
+        self.floats, self.ints, self.codes = floats, ints, codes
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        y = ki.run_program(x, self.code, self.shapes, self.floats, self.ints, self.codes, self.out_slot)
+        return y.reshape((x.shape[0],) + self.out_shape)
+
+    @classmethod
+    def build(cls, graph: Graph, fns: list[Callable]) -> _Program | None:
+        tensors = [t for t in graph.tensors.values() if not t.is_const]
+        if len(graph.inputs) != 1 or len(graph.outputs) != 1 or any(t.dtype != "int8" for t in tensors):
+            return None
+        slot = {graph.inputs[0]: 0}
+        shapes, rows = [cls._shape(graph.tensors[graph.inputs[0]])], []
+        floats: list[np.ndarray] = []
+        ints: list[np.ndarray] = []
+        codes: list[np.ndarray] = []
+        sizes = {"floats": 0, "ints": 0, "codes": 0}
+
+        def put(store: list, key: str, array: np.ndarray) -> int:
+            store.append(array.ravel())
+            sizes[key] += array.size
+            return sizes[key] - array.size
+
+        for node, fn in zip(graph.nodes, fns):
+            out = graph.tensors[node.outputs[0]]
+            shape = cls._shape(out)
+            if shape is None:
+                return None
+            src = [slot[t] for t in node.inputs if t in slot]
+            row = np.zeros(ki.PROGRAM_WIDTH, np.int64)
+            row[1:3] = (src + [-1, -1])[:2]
+            row[3] = slot[out.name] = len(shapes)
+            shapes.append(shape)
+            if node.op in ("Reshape", "Flatten"):
+                row[0] = ki.OP_ALIAS
+            elif isinstance(fn, _Bound) and fn.kernel in cls._OPS:
+                row[0] = op = cls._OPS[fn.kernel]
+                args = fn.args
+                if op in (ki.OP_CONV, ki.OP_DEPTHWISE):
+                    w, bias, geometry, in_zp, table, out_zp, lo, hi = args
+                    row[ki.GEOMETRY: ki.GEOMETRY + 10] = geometry
+                    row[ki.IN_ZP] = in_zp
+                elif fn.kernel is _dense_int8_large:
+                    w, w_codes, bias, table, out_zp, lo, hi = args
+                    row[ki.CODES_OFF] = put(codes, "codes", w_codes)
+                elif op == ki.OP_DENSE:
+                    w, bias, table, out_zp, lo, hi = args
+                if op in (ki.OP_CONV, ki.OP_DEPTHWISE, ki.OP_DENSE):
+                    row[ki.W_OFF] = put(floats, "floats", w)
+                    row[ki.W_ROWS], row[ki.W_COLS] = w.shape
+                    row[ki.BIAS_OFF] = put(ints, "ints", bias)
+                    row[ki.TABLE_OFF] = put(ints, "ints", table)
+                    row[ki.OUT_ZP], row[ki.LO], row[ki.HI] = out_zp, lo, hi
+                    if op != ki.OP_DENSE or fn.kernel is not _dense_int8_large:
+                        row[ki.CODES_OFF] = -1
+                else:
+                    row[4: 4 + len(args)] = args
+            else:
+                return None
+            rows.append(row)
+
+        def cat(parts: list[np.ndarray], dtype) -> np.ndarray:
+            return np.ascontiguousarray(np.concatenate(parts) if parts else np.zeros(0), dtype=dtype)
+
+        out = graph.tensors[graph.outputs[0]]
+        return cls(np.array(rows, np.int64).reshape(-1, ki.PROGRAM_WIDTH), np.array(shapes, np.int64),
+                   cat(floats, np.float32), cat(ints, np.int32), cat(codes, np.int8), slot[out.name], out.shape)
+
+    @staticmethod
+    def _shape(t: Tensor) -> tuple[int, int, int] | None:
+        """A tensor's shape without the batch, as ``(h, w, c)``; vectors are ``(1, 1, c)``."""
+        if len(t.shape) == 3:
+            return t.shape  # type: ignore[return-value]
+        if len(t.shape) == 2:
+            return (1,) + t.shape  # type: ignore[return-value]
+        if len(t.shape) == 1:
+            return (1, 1) + t.shape  # type: ignore[return-value]
+        return None

@@ -7,9 +7,9 @@ rescaled with integers only:
 
     requantize(a) = RDBPOT(SRDHM(a * 2^max(shift, 0), m), max(-shift, 0))
 
-where ``SRDHM(a, b) = round(a * b / 2^31)`` (rounding half away from zero,
-saturating the one overflowing case) and ``RDBPOT(x, e) = round(x / 2^e)``
-(rounding half away from zero). This is gemmlowp's "double rounding" scheme,
+where ``SRDHM(a, b) = floor(a * b / 2^31 + 1/2)`` (round to nearest, ties
+toward +infinity, saturating the one overflowing case) and
+``RDBPOT(x, e) = round(x / 2^e)`` (round to nearest, ties away from zero). This is gemmlowp's "double rounding" scheme,
 the default of TensorFlow Lite and TFLite Micro.
 
 Each function comes twice: vectorized NumPy (``*_np``, the spec, used by
@@ -92,7 +92,11 @@ def _trunc_div_np(n: np.ndarray, d: int) -> np.ndarray:
 
 
 def srdhm_np(a: np.ndarray, b: np.ndarray | int) -> np.ndarray:
-    """Saturating rounding doubling high multiply: ``round(a * b / 2^31)`` as int32."""
+    """Saturating rounding doubling high multiply: ``floor(a * b / 2^31 + 1/2)`` as int32.
+
+    gemmlowp adds a nudge of ``2^30`` (``1 - 2^30`` for a negative product) and
+    divides rounding toward zero, so ties go toward +infinity: -0.5 becomes 0.
+    """
     a64 = np.asarray(a, dtype=np.int64)
     b64 = np.asarray(b, dtype=np.int64)
     ab = a64 * b64
@@ -233,6 +237,31 @@ def requantize(acc: np.int64, multiplier: np.int64, shift: np.int64) -> np.int64
         acc = ((acc + 2**31) & 0xFFFFFFFF) - 2**31
         return srdhm(acc, multiplier)
     return rdbpot(srdhm(acc, multiplier), -shift)
+
+
+@njit(cache=True, inline="always")
+def requantize_lanes(acc: np.int64, multiplier: np.int64, left_shift: np.int64, right_shift: np.int64) -> np.int64:
+    """:func:`requantize_np` of one value without branches, so that a loop over many values
+    compiles to vector instructions. ``left_shift = max(shift, 0) < 32``,
+    ``right_shift = max(-shift, 0)``; ``acc`` is wrapped to int32 first, as in the spec.
+
+    Each rounding becomes a floor, i.e. an arithmetic right shift:
+
+    * ``(acc << (32 + left)) >> 32`` keeps the low 32 bits of ``acc * 2^left``, sign-extended:
+      the int32 wrap of the accumulator and of the shifted value in one go;
+    * SRDHM divides ``ab + nudge`` by ``2^31`` truncating toward zero, with ``nudge = 2^30`` for
+      ``ab >= 0`` and ``1 - 2^30`` below. For ``ab < 0`` the quotient is
+      ``ceil((ab + 1 - 2^30) / 2^31) = floor((ab + 2^30) / 2^31)``, the same floor as for
+      ``ab >= 0``: ``(ab + 2^30) >> 31``. Only ``(-2^31)^2`` gives ``2^31``, which the ``min``
+      saturates to ``2^31 - 1``;
+    * RDBPOT by ``2^r`` rounds half away from zero: ``floor((q + 2^(r-1) - [q < 0]) / 2^r)``,
+      and for ``r = 0`` just ``q``. Both are ``(2q + 2^r + (q >> 63)) >> (r + 1)``: doubling the
+      numerator turns the ``-1`` into a ``-1/2`` that cannot move the floor, and for ``r = 0``
+      it gives ``floor(q + 1/2 - [q < 0] / 2) = q``.
+    """
+    x = (acc << (32 + left_shift)) >> 32
+    q = min((x * multiplier + (1 << 30)) >> 31, np.int64(INT32_MAX))
+    return (q + q + (np.int64(1) << right_shift) + (q >> 63)) >> (right_shift + 1)
 
 
 @njit(cache=True, inline="always")

@@ -3,20 +3,34 @@
 Every kernel here computes what the reference computes, reorganised for
 speed:
 
-* The input is copied once into a buffer padded with the input zero point,
-  so the inner loops carry no bounds checks. Since a padded position then
-  holds ``x - zp = 0``, ``sum_k w_k (x_k - zp) = sum_k w_k x_k - zp sum_k w_k``
-  over the whole window, and the second term is folded with the bias into
-  ``bias_eff[o] = b[o] - zp * sum_k w[o, k]`` once per layer
+* **Zero points folded into the bias.** Windows are padded with the input zero
+  point, so a padded position holds ``x - zp = 0``, and
+  ``sum_k w_k (x_k - zp) = sum_k w_k x_k - zp sum_k w_k`` over the whole
+  window: the kernels multiply the raw codes and add
+  ``bias_eff[o] = b[o] - zp * sum_k w[o, k]``, computed once per layer
   (:func:`effective_bias`). Sums are taken modulo 2^32, like an int32
   accumulator, so the regrouping is exact even on overflow.
-* Convolutions gather each output pixel's window into a contiguous patch and
-  take dot products four output channels at a time (the patch is read once
-  for four channels).
-* Depthwise convolutions vectorise across channels.
+* **Exact int8 products on float32 BLAS.** Convolutions lower their windows
+  to the rows of a matrix (im2col, ``float32.lower``) and multiply it by the
+  weights with one ``sgemm``; Dense layers multiply the batch. A product of
+  two codes is at most ``2^14`` in magnitude, so a sum of up to 1024 of them
+  stays below ``2^24``, where float32 holds every integer: each float32
+  operation is then exact, in any order (:func:`exact_gemm_requantize`).
+  Longer dot products go in chunks of 1024.
+* **Depthwise convolutions by output rows**, each tap a multiply-add over a
+  whole row of ``OW * C`` values (``float32.depthwise_accumulate``), exact
+  in float32 by the same argument.
+* **Branch-free requantization**
+  (:func:`~tinyml_lab.kernels.fixedpoint.requantize_lanes`, the same
+  arithmetic as the spec's ``requantize_np``), so the loop over a block of
+  accumulators (:func:`requantize_rows`) runs on vector registers.
 
-Rescaling is :func:`~tinyml_lab.kernels.fixedpoint.requantize`, the same
-routine for every op.
+``*_gemm`` and ``*_rows`` kernels take their weights prepared once per layer
+(float32 matrices, the window geometry as one array, a table of per-channel
+requantization parameters); the kernels with the reference's argument lists
+(:func:`conv2d_int8`, :func:`depthwise_conv2d_int8`, :func:`dense_int8`)
+prepare them on every call and return the same codes. :func:`run_program`
+runs a whole graph of these kernels in one call.
 """
 
 from __future__ import annotations
@@ -30,10 +44,26 @@ from .fixedpoint import (
     rdbpot,
     reciprocal,
     requantize,
+    requantize_lanes,
     srdhm,
+)
+from .float32 import (
+    depthwise_accumulate,
+    depthwise_row_weights,
+    gemm_weights,
+    images_per_gemm,
+    lower,
+    output_size,
+    phase_shape,
+    phase_split,
+    rows_f32,
+    window,
 )
 
 ADD_LEFT_SHIFT = 20
+# Columns of one float32 GEMM: sums of 1024 products of int8 codes stay below 2^24, where float32
+# represents every integer (see exact_gemm_requantize).
+GEMM_K_CHUNK = 1024
 
 
 def effective_bias(w: np.ndarray, b: np.ndarray | None, in_zp: int, depthwise: bool = False) -> np.ndarray:
@@ -48,136 +78,198 @@ def effective_bias(w: np.ndarray, b: np.ndarray | None, in_zp: int, depthwise: b
     return ((out + 2**31) % 2**32 - 2**31).astype(np.int32)
 
 
-@njit(cache=True, inline="always")
-def _out_int8(acc, mult, shift, out_zp, lo, hi):
-    """Requantize an accumulator (wrapped to int32 first: numba widens int32 sums), add the
-    output zero point, clamp."""
-    v = requantize(np.int64(np.int32(acc)), np.int64(mult), np.int64(shift)) + out_zp
-    return np.int8(min(max(v, lo), hi))
+# --------------------------------------------------------------------------- exact int8 GEMM on float32
+
+@njit(cache=True)
+def requantize_table(mult, shift):
+    """Per-channel ``(multiplier, max(shift, 0), max(-shift, 0))`` as the rows of an int32 ``(3, C)``
+    array: what :func:`requantize_rows` reads (see :func:`~tinyml_lab.kernels.fixedpoint.requantize_lanes`).
+    int32 rows let the compiler use a 32x32->64-bit multiply."""
+    c = mult.shape[0]
+    table = np.empty((3, c), np.int32)
+    for o in range(c):
+        table[0, o] = mult[o]
+        table[1, o] = max(shift[o], 0)
+        table[2, o] = max(-shift[o], 0)
+    return table
 
 
 @njit(cache=True)
-def _padded(x, b, pt, pl, hp, wp, fill):
-    """Image ``b`` of the batch in a ``(hp, wp * C)`` buffer filled with ``fill``."""
-    _, h, wd, c = x.shape
-    xp = np.full((hp, wp * c), np.int8(fill), np.int8)
-    for y in range(h):
-        row = x[b, y].reshape(wd * c)
-        xp[y + pt, pl * c: (pl + wd) * c] = row
-    return xp
+def requantize_rows(acc, bias_eff, table, out_zp, lo, hi, out):
+    """``out[i, o] = clamp(out_zp + requantize(acc[i, o] + bias_eff[o]))`` over a ``(M, C)`` block,
+    per-channel parameters from :func:`requantize_table`.
+
+    ``acc`` holds exact integers (float32 GEMM results, or int64 sums of them); it is wrapped to
+    int32 and the bias added in int32 arithmetic, wrapping as an int32 accumulator would (and
+    cheaper than in int64). There are no branches, so the channel loop compiles to vector
+    instructions; the per-channel parameters are int32, which lets the compiler process eight
+    int64 lanes at once. Layers whose multipliers are all below one (no left shift, the usual
+    case) take a loop without the variable left shift.
+    """
+    mult = table[0]
+    left = table[1]
+    right = table[2]
+    if left.max() == 0:
+        for i in range(acc.shape[0]):
+            for o in range(acc.shape[1]):
+                a = np.int64(np.int32(np.int64(np.int32(acc[i, o])) + bias_eff[o]))
+                v = requantize_lanes(a, np.int64(mult[o]), 0, np.int64(right[o])) + out_zp
+                out[i, o] = min(max(v, lo), hi)
+        return
+    for i in range(acc.shape[0]):
+        for o in range(acc.shape[1]):
+            a = np.int64(np.int32(np.int64(np.int32(acc[i, o])) + bias_eff[o]))
+            v = requantize_lanes(a, np.int64(mult[o]), np.int64(left[o]), np.int64(right[o])) + out_zp
+            out[i, o] = min(max(v, lo), hi)
 
 
 @njit(cache=True)
-def _dot_rows(patch, w2, o, k):
-    """Four int32 dot products of ``patch[:k]`` with rows ``o..o+3`` of ``w2``."""
-    a0 = np.int32(0)
-    a1 = np.int32(0)
-    a2 = np.int32(0)
-    a3 = np.int32(0)
-    for j in range(k):
-        xv = np.int32(patch[j])
-        a0 = np.int32(a0 + xv * np.int32(w2[o, j]))
-        a1 = np.int32(a1 + xv * np.int32(w2[o + 1, j]))
-        a2 = np.int32(a2 + xv * np.int32(w2[o + 2, j]))
-        a3 = np.int32(a3 + xv * np.int32(w2[o + 3, j]))
-    return a0, a1, a2, a3
+def exact_gemm_requantize(cols, w_gemm, bias_eff, table, out_zp, lo, hi, out):
+    """``out = requantize(cols @ w_gemm + bias_eff)`` where ``cols`` and ``w_gemm`` hold int8 codes
+    as float32, computed exactly with BLAS ``sgemm``.
+
+    Why float32 is exact here: a product of two int8 codes has magnitude at most
+    ``128 * 128 = 2^14``, so every partial sum of up to ``GEMM_K_CHUNK = 1024`` products is an
+    integer of magnitude at most ``2^24``, and float32 represents every integer up to ``2^24``.
+    Each addition or fused multiply-add along the way therefore has an exact result, whatever
+    order BLAS sums in. Longer dot products are split into chunks of 1024 columns whose exact
+    results are added as integers; as every sum is finally wrapped to int32, the result is the
+    int32 accumulator's, modulo ``2^32``, including overflow.
+    """
+    k = cols.shape[1]
+    if k <= GEMM_K_CHUNK:
+        requantize_rows(np.dot(cols, w_gemm), bias_eff, table, out_zp, lo, hi, out)
+        return
+    acc = np.zeros(out.shape, np.int64)
+    for k0 in range(0, k, GEMM_K_CHUNK):
+        k1 = min(k0 + GEMM_K_CHUNK, k)
+        part = np.dot(np.ascontiguousarray(cols[:, k0:k1]), w_gemm[k0:k1])
+        for i in range(acc.shape[0]):
+            for o in range(acc.shape[1]):
+                acc[i, o] += np.int64(part[i, o])
+    requantize_rows(acc, bias_eff, table, out_zp, lo, hi, out)
 
 
 @njit(cache=True)
-def _dot_row(patch, w2, o, k):
-    a = np.int32(0)
-    for j in range(k):
-        a = np.int32(a + np.int32(patch[j]) * np.int32(w2[o, j]))
-    return a
+def conv2d_int8_gemm(x, w_gemm, bias_eff, geometry, in_zp, table, out_zp, lo, hi):
+    """int8 Conv2D as one exact GEMM (:func:`exact_gemm_requantize`) of the lowered windows
+    (:func:`~tinyml_lab.kernels.float32.lower`): the raw codes, the padding filled with ``in_zp``
+    so that it contributes ``x - in_zp = 0``.
 
-
-@njit(cache=True)
-def _matvec_int8(patch, w2, bias_eff, mult, shift, out_zp, lo, hi, out_row):
-    """``out_row[o] = requantize(w2[o] . patch + bias_eff[o])`` for every output channel."""
-    cout, k = w2.shape
-    o = 0
-    while o + 4 <= cout:
-        a0, a1, a2, a3 = _dot_rows(patch, w2, o, k)
-        out_row[o] = _out_int8(a0 + bias_eff[o], mult[o], shift[o], out_zp, lo, hi)
-        out_row[o + 1] = _out_int8(a1 + bias_eff[o + 1], mult[o + 1], shift[o + 1], out_zp, lo, hi)
-        out_row[o + 2] = _out_int8(a2 + bias_eff[o + 2], mult[o + 2], shift[o + 2], out_zp, lo, hi)
-        out_row[o + 3] = _out_int8(a3 + bias_eff[o + 3], mult[o + 3], shift[o + 3], out_zp, lo, hi)
-        o += 4
-    while o < cout:
-        a = _dot_row(patch, w2, o, k)
-        out_row[o] = _out_int8(a + bias_eff[o], mult[o], shift[o], out_zp, lo, hi)
-        o += 1
+    ``w_gemm`` is :func:`~tinyml_lab.kernels.float32.gemm_weights` of the int8 weights, ``geometry``
+    :func:`~tinyml_lab.kernels.float32.window`, ``table`` :func:`requantize_table`.
+    """
+    xc = np.ascontiguousarray(x)
+    n, h, wd, _ = xc.shape
+    cout = w_gemm.shape[1]
+    oh, ow = output_size(h, wd, geometry)
+    rows = oh * ow
+    out = np.empty((n * rows, cout), np.int8)
+    step = images_per_gemm(n, rows, w_gemm.shape[0])
+    for b0 in range(0, n, step):
+        b1 = min(b0 + step, n)
+        cols = lower(xc, b0, b1, geometry, np.float32(in_zp))
+        exact_gemm_requantize(cols, w_gemm, bias_eff, table, out_zp, lo, hi, out[b0 * rows: b1 * rows])
+    return out.reshape(n, oh, ow, cout)
 
 
 @njit(cache=True)
 def conv2d_int8(x, w, bias_eff, sh, sw, dh, dw, pt, pb, pl, pr, in_zp, mult, shift, out_zp, lo, hi):
     """int8 Conv2D; ``w`` is ``(C_out, KH, KW, C_in)``, ``bias_eff`` from :func:`effective_bias`."""
-    n, h, wd, cin = x.shape
-    cout, kh, kw, _ = w.shape
-    hp = h + pt + pb
-    wp = wd + pl + pr
-    oh = (hp - (kh - 1) * dh - 1) // sh + 1
-    ow = (wp - (kw - 1) * dw - 1) // sw + 1
-    out = np.empty((n, oh, ow, cout), np.int8)
-    k = kh * kw * cin
-    w2 = w.reshape(cout, k)
-    patch = np.empty(k, np.int8)
-    seg = kw * cin
+    g = window(w.shape[1], w.shape[2], sh, sw, dh, dw, pt, pb, pl, pr)
+    return conv2d_int8_gemm(x, gemm_weights(w), bias_eff, g, in_zp, requantize_table(mult, shift),
+                            out_zp, lo, hi)
+
+
+@njit(cache=True)
+def depthwise_conv2d_int8_rows(x, w_rows, bias_eff, geometry, in_zp, table, out_zp, lo, hi):
+    """int8 depthwise convolution (multiplier 1) by output rows; ``w_rows`` is
+    :func:`~tinyml_lab.kernels.float32.depthwise_row_weights` of the int8 weights.
+
+    Each tap is a multiply-add over a whole output row
+    (:func:`~tinyml_lab.kernels.float32.depthwise_accumulate`), which vectorises whatever the
+    channel count. The codes are summed in float32: exact for windows of up to 1024 taps, by
+    the argument of :func:`exact_gemm_requantize`; a larger window adds the sum of every 1024
+    taps into an int64 accumulator.
+    """
+    xc = np.ascontiguousarray(x)
+    n, h, wd, c = xc.shape
+    oh, ow = output_size(h, wd, geometry)
+    taps = w_rows.shape[0]
+    out = np.empty((n, oh * ow, c), np.int8)
+    size, _ = phase_shape(h, wd, c, geometry)
+    xs = np.empty(geometry[2] * geometry[3] * size, np.float32)
+    wf = w_rows.reshape(w_rows.size)
+    acc = np.empty(oh * ow * c, np.float32)
+    total = np.empty((oh * ow, c) if taps > GEMM_K_CHUNK else (0, 0), np.int64)
     for b in range(n):
-        xp = _padded(x, b, pt, pl, hp, wp, in_zp)
-        for oy in range(oh):
-            for ox in range(ow):
-                x0 = ox * sw * cin
-                for ky in range(kh):
-                    row = oy * sh + ky * dh
-                    if dw == 1:
-                        patch[ky * seg: (ky + 1) * seg] = xp[row, x0: x0 + seg]
-                    else:
-                        for kx in range(kw):
-                            c0 = x0 + kx * dw * cin
-                            patch[ky * seg + kx * cin: ky * seg + (kx + 1) * cin] = xp[row, c0: c0 + cin]
-                _matvec_int8(patch, w2, bias_eff, mult, shift, out_zp, lo, hi, out[b, oy, ox])
-    return out
+        phase_split(xc, b, geometry, np.float32(in_zp), xs)
+        if taps <= GEMM_K_CHUNK:
+            acc[:] = 0.0
+            depthwise_accumulate(xs, h, wd, c, wf, geometry, 0, taps, acc)
+            requantize_rows(acc.reshape(oh * ow, c), bias_eff, table, out_zp, lo, hi, out[b])
+            continue
+        total[:] = 0
+        for t0 in range(0, taps, GEMM_K_CHUNK):
+            acc[:] = 0.0
+            depthwise_accumulate(xs, h, wd, c, wf, geometry, t0, min(t0 + GEMM_K_CHUNK, taps), acc)
+            part = acc.reshape(oh * ow, c)
+            for i in range(oh * ow):
+                for ch in range(c):
+                    total[i, ch] += np.int64(part[i, ch])
+        requantize_rows(total, bias_eff, table, out_zp, lo, hi, out[b])
+    return out.reshape(n, oh, ow, c)
 
 
 @njit(cache=True)
 def depthwise_conv2d_int8(x, w, bias_eff, sh, sw, dh, dw, pt, pb, pl, pr, in_zp, mult, shift,
                           out_zp, lo, hi):
     """int8 depthwise convolution (multiplier 1); ``w`` is ``(1, KH, KW, C)``."""
-    n, h, wd, c = x.shape
-    _, kh, kw, _ = w.shape
-    hp = h + pt + pb
-    wp = wd + pl + pr
-    oh = (hp - (kh - 1) * dh - 1) // sh + 1
-    ow = (wp - (kw - 1) * dw - 1) // sw + 1
-    out = np.empty((n, oh, ow, c), np.int8)
-    acc = np.empty(c, np.int32)
-    w32 = w[0].astype(np.int32)
-    for b in range(n):
-        xp = _padded(x, b, pt, pl, hp, wp, in_zp)
-        for oy in range(oh):
-            for ox in range(ow):
-                acc[:] = bias_eff
-                for ky in range(kh):
-                    row = oy * sh + ky * dh
-                    for kx in range(kw):
-                        c0 = (ox * sw + kx * dw) * c
-                        for ch in range(c):
-                            acc[ch] = np.int32(acc[ch] + np.int32(xp[row, c0 + ch]) * w32[ky, kx, ch])
-                o = out[b, oy, ox]
-                for ch in range(c):
-                    o[ch] = _out_int8(acc[ch], mult[ch], shift[ch], out_zp, lo, hi)
+    g = window(w.shape[1], w.shape[2], sh, sw, dh, dw, pt, pb, pl, pr)
+    _, ow = output_size(x.shape[1], x.shape[2], g)
+    return depthwise_conv2d_int8_rows(x, depthwise_row_weights(w, ow), bias_eff, g, in_zp,
+                                      requantize_table(mult, shift), out_zp, lo, hi)
+
+
+@njit(cache=True)
+def dense_int8_gemm(x, w_gemm, bias_eff, table, out_zp, lo, hi):
+    """int8 Dense as one exact GEMM (:func:`exact_gemm_requantize`), the batch as the rows;
+    ``w_gemm`` ``(C_in, C_out)`` from :func:`~tinyml_lab.kernels.float32.gemm_weights`."""
+    out = np.empty((x.shape[0], w_gemm.shape[1]), np.int8)
+    exact_gemm_requantize(rows_f32(x), w_gemm, bias_eff, table, out_zp, lo, hi, out)
+    return out
+
+
+@njit(cache=True, fastmath={"reassoc", "contract"})
+def dense_int8_matvec(x, w_codes, bias_eff, table, out_zp, lo, hi):
+    """int8 Dense one row at a time, straight from the int8 weights ``w_codes`` ``(C_in, C_out)``
+    (the transposed ``w``). A large layer at batch 1 is bound by reading its weights, and int8
+    codes are a quarter of the float32 matrix's bytes. ``acc[o] += x[k] w[k, o]`` vectorises over
+    the outputs; the sums are float32 over chunks of 1024 inputs, exact by the argument of
+    :func:`exact_gemm_requantize`, and the chunks are added in int64."""
+    xc = np.ascontiguousarray(x)
+    k, cout = w_codes.shape
+    out = np.empty((xc.shape[0], cout), np.int8)
+    acc = np.empty(cout, np.float32)
+    total = np.empty((1, cout), np.int64)
+    for i in range(xc.shape[0]):
+        total[:] = 0
+        for k0 in range(0, k, GEMM_K_CHUNK):
+            acc[:] = 0.0
+            for j in range(k0, min(k0 + GEMM_K_CHUNK, k)):
+                xv = np.float32(xc[i, j])
+                for o in range(cout):
+                    acc[o] += xv * np.float32(w_codes[j, o])
+            for o in range(cout):
+                total[0, o] += np.int64(acc[o])
+        requantize_rows(total, bias_eff, table, out_zp, lo, hi, out[i: i + 1])
     return out
 
 
 @njit(cache=True)
 def dense_int8(x, w, bias_eff, in_zp, mult, shift, out_zp, lo, hi):
     """int8 Dense; ``w`` is ``(C_out, C_in)``; per-tensor or per-channel multipliers alike."""
-    n = x.shape[0]
-    out = np.empty((n, w.shape[0]), np.int8)
-    for b in range(n):
-        _matvec_int8(x[b], w, bias_eff, mult, shift, out_zp, lo, hi, out[b])
-    return out
+    return dense_int8_gemm(x, gemm_weights(w), bias_eff, requantize_table(mult, shift), out_zp, lo, hi)
 
 
 @njit(cache=True)
@@ -255,26 +347,33 @@ def global_avg_pool_int8(x, in_zp, mult, shift, out_zp):
 
 @njit(cache=True)
 def add_int8(a, b, a_zp, a_mult, a_shift, b_zp, b_mult, b_shift, out_zp, out_mult, out_shift, lo, hi):
-    """TFLite int8 ADD (inputs rescaled to a common scale with 20 bits of headroom)."""
-    fa = a.reshape(a.size)
-    fb = b.reshape(b.size)
+    """TFLite int8 ADD (inputs rescaled to a common scale with 20 bits of headroom).
+
+    The same parameters for every element, so the loop is branch-free
+    (:func:`~tinyml_lab.kernels.fixedpoint.requantize_lanes`) and vectorises."""
+    fa = np.ascontiguousarray(a).reshape(a.size)
+    fb = np.ascontiguousarray(b).reshape(b.size)
     out = np.empty(a.size, np.int8)
+    am, al, ar = np.int64(a_mult), np.int64(max(a_shift, 0)), np.int64(max(-a_shift, 0))
+    bm, bl, br = np.int64(b_mult), np.int64(max(b_shift, 0)), np.int64(max(-b_shift, 0))
+    om, ol, orr = np.int64(out_mult), np.int64(max(out_shift, 0)), np.int64(max(-out_shift, 0))
     for i in range(a.size):
-        sa = requantize((np.int64(fa[i]) - a_zp) << ADD_LEFT_SHIFT, a_mult, a_shift)
-        sb = requantize((np.int64(fb[i]) - b_zp) << ADD_LEFT_SHIFT, b_mult, b_shift)
-        v = requantize(sa + sb, out_mult, out_shift) + out_zp
-        out[i] = np.int8(min(max(v, lo), hi))
+        sa = requantize_lanes((np.int64(fa[i]) - a_zp) << ADD_LEFT_SHIFT, am, al, ar)
+        sb = requantize_lanes((np.int64(fb[i]) - b_zp) << ADD_LEFT_SHIFT, bm, bl, br)
+        v = requantize_lanes(sa + sb, om, ol, orr) + out_zp
+        out[i] = min(max(v, lo), hi)
     return out.reshape(a.shape)
 
 
 @njit(cache=True)
 def rescale_int8(x, in_zp, mult, shift, out_zp, lo, hi):
     """``clamp(out_zp + requantize(x - in_zp))``: quantized ReLU and ReLU6."""
-    fx = x.reshape(x.size)
+    fx = np.ascontiguousarray(x).reshape(x.size)
     out = np.empty(x.size, np.int8)
+    m, left, right = np.int64(mult), np.int64(max(shift, 0)), np.int64(max(-shift, 0))
     for i in range(x.size):
-        v = requantize(np.int64(fx[i]) - in_zp, mult, shift) + out_zp
-        out[i] = np.int8(min(max(v, lo), hi))
+        v = requantize_lanes(np.int64(fx[i]) - in_zp, m, left, right) + out_zp
+        out[i] = min(max(v, lo), hi)
     return out.reshape(x.shape)
 
 
@@ -334,3 +433,91 @@ def quantize(x, scale, zero_point):
             q = -q
         out[i] = np.int8(min(max(q + zero_point, -128.0), 127.0))
     return out.reshape(x.shape)
+
+
+# --------------------------------------------------------------------------- whole int8 graphs
+
+# Operations of a program for run_program: one row of ``code`` each, ``code[i, 0]`` the operation,
+# ``code[i, 1:4]`` the slots of its inputs and output (-1: none), then its parameters (PROGRAM_*).
+OP_CONV, OP_DEPTHWISE, OP_DENSE, OP_AVG_POOL, OP_MAX_POOL, OP_GLOBAL_AVG_POOL = 1, 2, 3, 4, 5, 6
+OP_ADD, OP_RESCALE, OP_ALIAS, OP_SOFTMAX, OP_PAD = 7, 8, 9, 10, 11
+PROGRAM_WIDTH = 28
+# parameters of OP_CONV, OP_DEPTHWISE and OP_DENSE, from column 4: the weight matrix (offset
+# into ``floats``, rows, columns), the bias and the requantize table (offsets into ``ints``;
+# the table has 3 rows of ``columns``), the int8 weights of a large Dense (offset into ``codes``,
+# -1 for none), in_zp, out_zp, lo, hi, then the ten numbers of the window geometry
+W_OFF, W_ROWS, W_COLS, BIAS_OFF, TABLE_OFF, CODES_OFF, IN_ZP, OUT_ZP, LO, HI, GEOMETRY = range(4, 15)
+
+
+@njit(cache=True)
+def _slot4(slots, shapes, s, n):
+    return slots[s].reshape(n, shapes[s, 0], shapes[s, 1], shapes[s, 2])
+
+
+@njit(cache=True)
+def run_program(x, code, shapes, floats, ints, codes, out_slot):
+    """Run a whole int8 graph, prepared as a program, in one call: each row of ``code`` calls one
+    kernel of this module on the flat activations of its input slots (``slots``, one per tensor,
+    shaped ``(N, *shapes[slot])`` when a kernel needs it) and stores its output in a slot. The
+    kernels and their arguments are those the interpreter calls one by one, so the results are
+    the same; what goes is the Python and numba call overhead of every step (about 1.5 us each).
+
+    ``x`` is the graph's input ``(N, ...)`` (slot 0), ``floats``/``ints``/``codes`` hold every
+    layer's weights, biases and requantize tables end to end. Returns the flat output slot.
+    """
+    n = x.shape[0]
+    slots = [np.empty(0, np.int8) for _ in range(shapes.shape[0])]
+    slots[0] = np.ascontiguousarray(x).reshape(x.size)
+    for i in range(code.shape[0]):
+        op, a, b, o = code[i, 0], code[i, 1], code[i, 2], code[i, 3]
+        p = code[i]
+        if op == OP_CONV or op == OP_DEPTHWISE:
+            w = floats[p[W_OFF]: p[W_OFF] + p[W_ROWS] * p[W_COLS]].reshape(p[W_ROWS], p[W_COLS])
+            c = shapes[o, 2]
+            bias = ints[p[BIAS_OFF]: p[BIAS_OFF] + c]
+            table = ints[p[TABLE_OFF]: p[TABLE_OFF] + 3 * c].reshape(3, c)
+            geometry = p[GEOMETRY: GEOMETRY + 10]
+            if op == OP_CONV:
+                y = conv2d_int8_gemm(_slot4(slots, shapes, a, n), w, bias, geometry, p[IN_ZP], table,
+                                     p[OUT_ZP], p[LO], p[HI])
+            else:
+                y = depthwise_conv2d_int8_rows(_slot4(slots, shapes, a, n), w, bias, geometry, p[IN_ZP], table,
+                                               p[OUT_ZP], p[LO], p[HI])
+            slots[o] = y.reshape(y.size)
+        elif op == OP_DENSE:
+            k, c = p[W_ROWS], p[W_COLS]
+            xa = slots[a].reshape(n, k)
+            bias = ints[p[BIAS_OFF]: p[BIAS_OFF] + c]
+            table = ints[p[TABLE_OFF]: p[TABLE_OFF] + 3 * c].reshape(3, c)
+            if p[CODES_OFF] >= 0 and n <= 4:
+                wc = codes[p[CODES_OFF]: p[CODES_OFF] + k * c].reshape(k, c)
+                y2 = dense_int8_matvec(xa, wc, bias, table, p[OUT_ZP], p[LO], p[HI])
+            else:
+                w = floats[p[W_OFF]: p[W_OFF] + k * c].reshape(k, c)
+                y2 = dense_int8_gemm(xa, w, bias, table, p[OUT_ZP], p[LO], p[HI])
+            slots[o] = y2.reshape(y2.size)
+        elif op == OP_AVG_POOL or op == OP_MAX_POOL:
+            xa4 = _slot4(slots, shapes, a, n)
+            if op == OP_AVG_POOL:
+                y = avg_pool2d_int8(xa4, p[4], p[5], p[6], p[7], p[8], p[9], p[10], p[11], p[12], p[13])
+            else:
+                y = max_pool2d_int8(xa4, p[4], p[5], p[6], p[7], p[8], p[9], p[10], p[11], p[12], p[13])
+            slots[o] = y.reshape(y.size)
+        elif op == OP_GLOBAL_AVG_POOL:
+            y2 = global_avg_pool_int8(_slot4(slots, shapes, a, n), p[4], p[5], p[6], p[7])
+            slots[o] = y2.reshape(y2.size)
+        elif op == OP_ADD:
+            slots[o] = add_int8(slots[a], slots[b], p[4], p[5], p[6], p[7], p[8], p[9], p[10], p[11], p[12],
+                                p[13], p[14])
+        elif op == OP_RESCALE:
+            slots[o] = rescale_int8(slots[a], p[4], p[5], p[6], p[7], p[8], p[9])
+        elif op == OP_ALIAS:
+            slots[o] = slots[a]
+        elif op == OP_SOFTMAX:
+            depth = shapes[a, 2]
+            y2 = softmax_int8(slots[a].reshape(slots[a].size // depth, depth), p[4], p[5], p[6])
+            slots[o] = y2.reshape(y2.size)
+        elif op == OP_PAD:
+            y = pad_int8(_slot4(slots, shapes, a, n), p[4], p[5], p[6], p[7], p[8])
+            slots[o] = y.reshape(y.size)
+    return slots[out_slot]
