@@ -197,6 +197,20 @@ def dense_grad_weight(x, dy):
     return dw, db
 
 
+@njit(cache=True)
+def bias_grad(dy):
+    """``db[o] = sum over every leading index of dy[..., o]``, accumulated in float32 in the order the
+    weight-gradient kernels accumulate their ``db`` (batch, then pixels), so the sums agree bit for bit."""
+    cout = dy.shape[-1]
+    rows = dy.size // cout
+    fy = dy.reshape(rows, cout)
+    db = np.zeros(cout, np.float32)
+    for r in range(rows):
+        for o in range(cout):
+            db[o] += fy[r, o]
+    return db
+
+
 # --------------------------------------------------------------------------- pooling
 
 @njit(cache=True)
@@ -278,6 +292,45 @@ def clamp_backward(y, dy, lo, hi):
     for i in range(dy.size):
         v = fy[i]
         out[i] = fg[i] if (v > lo and v < hi) else np.float32(0.0)
+    return out.reshape(dy.shape)
+
+
+@njit(cache=True)
+def pack_mask(y, lo, hi):
+    """The 1-bit mask ``[lo < y < hi]`` of a ReLU/ReLU6 output, 8 elements per byte (element ``i`` in
+    bit ``i mod 8`` of byte ``i // 8``): what the backward pass keeps instead of the activation."""
+    fy = y.reshape(y.size)
+    n = fy.size
+    out = np.zeros((n + 7) // 8, np.uint8)
+    for b in range(n // 8):
+        m = 0
+        base = b * 8
+        for j in range(8):
+            v = fy[base + j]
+            m |= (1 if (v > lo and v < hi) else 0) << j
+        out[b] = m
+    for i in range(n - n % 8, n):
+        v = fy[i]
+        if v > lo and v < hi:
+            out[i >> 3] |= np.uint8(1 << (i & 7))
+    return out
+
+
+@njit(cache=True)
+def gate_packed(dy, bits):
+    """``dx = dy * mask`` from a mask packed by :func:`pack_mask`; the same values as
+    :func:`clamp_backward` on the output the mask was made from."""
+    fg = dy.reshape(dy.size)
+    n = fg.size
+    out = np.empty(n, dy.dtype)
+    zero = fg.dtype.type(0.0) if n else 0.0
+    for b in range(n // 8):
+        m = bits[b]
+        base = b * 8
+        for j in range(8):
+            out[base + j] = fg[base + j] if (m >> j) & 1 else zero
+    for i in range(n - n % 8, n):
+        out[i] = fg[i] if (bits[i >> 3] >> (i & 7)) & 1 else zero
     return out.reshape(dy.shape)
 
 
@@ -423,8 +476,8 @@ def mse(y, target):
 
 __all__ = [
     "conv2d_grad_input", "conv2d_grad_weight", "depthwise_conv2d_grad_input",
-    "depthwise_conv2d_grad_weight", "dense_grad_input", "dense_grad_weight",
+    "depthwise_conv2d_grad_weight", "dense_grad_input", "dense_grad_weight", "bias_grad",
     "avg_pool2d_backward", "max_pool2d_backward", "global_avg_pool_backward", "clamp_backward",
-    "pad_backward", "softmax_backward", "batch_norm_train_forward", "batch_norm_train_backward",
+    "pack_mask", "gate_packed", "pad_backward", "softmax_backward", "batch_norm_train_forward", "batch_norm_train_backward",
     "batch_norm_eval_backward", "softmax_cross_entropy", "mse",
 ]

@@ -162,6 +162,12 @@ def conv2d_grad_weight(x, dy, kernel, strides, dilation, pads):
     return dw.astype(ft), _f64(dy).sum(axis=(0, 1, 2)).astype(ft)
 
 
+def bias_grad(dy):
+    """``db[o] = sum_{n, ...} dy[n, ..., o]``: the bias gradient of a conv or dense layer on its own,
+    without the input a weight gradient needs."""
+    return _f64(dy).sum(axis=tuple(range(dy.ndim - 1))).astype(_ftype(dy))
+
+
 def depthwise_conv2d_grad_input(dy, w, x_shape, strides, dilation, pads):
     """``dx[n, p, c] = sum_{o, k : p = s o + d k - pad} w[0,ky,kx,c] dy[n,oy,ox,c]``."""
     kh, kw = w.shape[1:3]
@@ -336,7 +342,7 @@ __all__ = [
     "max_pool2d_forward", "global_avg_pool_forward", "clamp_forward", "softmax_forward",
     "batch_norm_forward", "batch_norm_train_forward", "pad_forward",
     "conv2d_grad_input", "conv2d_grad_weight", "depthwise_conv2d_grad_input",
-    "depthwise_conv2d_grad_weight", "dense_grad_input", "dense_grad_weight",
+    "depthwise_conv2d_grad_weight", "dense_grad_input", "dense_grad_weight", "bias_grad",
     "avg_pool2d_backward", "max_pool2d_backward", "global_avg_pool_backward", "clamp_backward",
     "add_backward", "pad_backward", "reshape_backward", "softmax_backward",
     "batch_norm_train_backward", "batch_norm_eval_backward", "softmax_cross_entropy", "mse",

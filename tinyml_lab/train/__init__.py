@@ -16,7 +16,15 @@ The pieces, each in its own module:
   deployed int8 graph (int8 forward, float backward, integer updates);
 * :mod:`~tinyml_lab.train.diagnostics`: per-layer ``||W|| / ||G||`` for fp32,
   int8 and int8 with QAS, as rows and as a figure;
-* :mod:`~tinyml_lab.train.transfer`: the on-device transfer experiment and its QAS table.
+* :mod:`~tinyml_lab.train.transfer`: the on-device transfer experiment and its QAS table;
+* :mod:`~tinyml_lab.train.sparse`: sparse update schemes (biases of the last
+  k layers, weights of chosen layers on a fraction of their channels);
+* :mod:`~tinyml_lab.train.compiler`: the training step compiled ahead of time
+  (pruned, sliced, reordered), printable and runnable, with :func:`plain_step` as its spec;
+* :mod:`~tinyml_lab.train.memory`: the compiled step's buffers in the int8
+  convention, planned into one arena, and the full / sparse / reordered ladder;
+* :mod:`~tinyml_lab.train.search`: contribution analysis, the evolutionary
+  search under a memory budget, and the comparison with "last k layers".
 
 >>> from tinyml_lab import zoo
 >>> from tinyml_lab.data import load_digits
@@ -29,11 +37,15 @@ The pieces, each in its own module:
 """
 
 from .autodiff import BackwardGraph, BackwardStep, Gradients, Tape
+from .compiler import CompiledStep, compile_step, fit_compiled, plain_step
 from .diagnostics import format_ratios, gradient_ratios, plot_gradient_ratios
 from .fit import DivergenceError, History, evaluate, fit
 from .optim import SGD, Adam, Optimizer, cosine_decay, make_optimizer
 from .params import Param, last_layers, parameters, resolve_trainable
+from .memory import memory_ladder, training_memory
 from .quantized import apply_update, fit_quantized, qas_scales, round_steps
+from .search import contribution_analysis, search_scheme
+from .sparse import BudgetError, SchemeError, Selection, SparseScheme, parse_budget
 
 __all__ = [
     "BackwardGraph", "BackwardStep", "Gradients", "Tape",
@@ -42,4 +54,7 @@ __all__ = [
     "Param", "parameters", "resolve_trainable", "last_layers",
     "fit_quantized", "apply_update", "qas_scales", "round_steps",
     "gradient_ratios", "format_ratios", "plot_gradient_ratios",
+    "SparseScheme", "Selection", "SchemeError", "BudgetError", "parse_budget",
+    "CompiledStep", "compile_step", "fit_compiled", "plain_step",
+    "training_memory", "memory_ladder", "contribution_analysis", "search_scheme",
 ]

@@ -390,7 +390,10 @@ class BackwardGraph:
 
     def loss(self, tape: Tape, target: np.ndarray) -> tuple[float, np.ndarray]:
         """The loss and its gradient with respect to the loss tensor (the logits for cross-entropy)."""
-        y = tape.values[self.loss_tensor]
+        return self.loss_of(tape.values[self.loss_tensor], target)
+
+    def loss_of(self, y: np.ndarray, target: np.ndarray) -> tuple[float, np.ndarray]:
+        """The loss of the loss tensor's real values ``y`` against ``target``, and ``dL/dy``."""
         t = self.check_target(target, len(y))
         if self.loss_kind == "mse":
             return self.k.mse(y, t)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numbers
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -25,12 +25,23 @@ from ..report import format_table
 from .autodiff import BackwardGraph, Gradients, Tape
 from .optim import SGD, Optimizer
 
+if TYPE_CHECKING:
+    from .sparse import Selection, SparseScheme
+
 Callback = Callable[[dict], "bool | None"]
 BATCH_NORM_MODES = ("batch", "running")
 
 
 class DivergenceError(TinyMLError, ArithmeticError):
     """The loss or the weights became NaN or infinite during training."""
+
+
+class NonFiniteGradient(ArithmeticError):
+    """Inside the loop: a batch's loss or gradients are not finite (no update was made)."""
+
+    def __init__(self, loss: float):
+        super().__init__(f"loss {loss}")
+        self.loss = float(loss)
 
 
 @dataclass
@@ -138,12 +149,27 @@ class Stepper:
         """Update the weights; return figures to average over the epoch (may be empty)."""
         raise NotImplementedError
 
+    def train_batch(self, x: np.ndarray, y: np.ndarray, training: bool) -> tuple[float, np.ndarray, dict]:
+        """One step on a batch: forward, backward, then :meth:`apply`. Returns the loss, the output
+        (for accuracy) and the figures of ``apply``. Raises :class:`NonFiniteGradient` before any
+        update when the loss or a gradient is not finite, ``FloatingPointError`` when an update made
+        a weight non-finite."""
+        bg = self.bg  # type: ignore[attr-defined]
+        tape = bg.forward(x, training=training)
+        grads = bg.backward(tape, y)
+        if not np.isfinite(grads.loss) or not all(np.all(np.isfinite(g)) for g in grads.params.values()):
+            raise NonFiniteGradient(grads.loss)
+        extra = self.apply(tape, grads)
+        return grads.loss, tape.values[bg.graph.outputs[0]], extra
+
 
 class FloatStepper(Stepper):
-    def __init__(self, bg: BackwardGraph, optimizer: Optimizer, batch_norm: str, bn_momentum: float):
+    def __init__(self, bg: BackwardGraph, optimizer: Optimizer, batch_norm: str, bn_momentum: float,
+                 selection: "Selection | None" = None):
         self.bg, self.opt = bg, optimizer
         self.update_stats = batch_norm == "batch"
         self.bn_momentum = bn_momentum
+        self.selection = selection
         g = bg.graph
         self.params = {n: g.tensors[n].data for n in bg.trainable}
         self.stats = [t.name for node in g.nodes if node.op == "BatchNorm"
@@ -164,12 +190,31 @@ class FloatStepper(Stepper):
     def apply(self, tape: Tape, grads: Gradients) -> dict:
         if self.update_stats:
             self.bg.update_statistics(tape, self.bn_momentum)
-        self.opt.step(self.params, grads.params)
+        if self.selection is None or not self.selection.channels:
+            self.opt.step(self.params, grads.params)
+        else:
+            for n, gr in grads.params.items():
+                update_float_tensor(self.bg.graph, n, self.selection.take(n, gr), self.opt, self.selection)
+            self.opt.steps_ += 1
         g = self.bg.graph
         for n in list(self.params) + self.stats:
             if not np.all(np.isfinite(g.tensors[n].data)):
                 raise FloatingPointError(n)
         return {}
+
+
+def update_float_tensor(graph: Graph, name: str, grad: np.ndarray, optimizer: Optimizer,
+                        selection: "Selection | None" = None) -> None:
+    """``W[sel] += delta`` in place for one float parameter from the gradient of its selected channels
+    (of all of it without a ``selection``); advances the optimizer's state of ``name``."""
+    data = graph.tensors[name].data
+    index = selection.index(name, data.ndim) if selection is not None else (slice(None),) * data.ndim
+    current = data[index]
+    d = optimizer.update_one(name, current, grad)
+    if selection is not None and name in selection.channels:
+        data[index] = current + d.astype(data.dtype)
+    else:
+        data += d.astype(data.dtype)
 
 
 def run_epochs(bg: BackwardGraph, stepper: Stepper, x: np.ndarray, y: np.ndarray, epochs: int, batch_size: int,
@@ -210,26 +255,23 @@ def run_epochs(bg: BackwardGraph, stepper: Stepper, x: np.ndarray, y: np.ndarray
             total, correct, extra_sums = 0.0, 0, {}
             for i in range(0, n, batch_size):
                 idx = order[i: i + batch_size]
-                tape = bg.forward(x[idx], training=training)
-                grads = bg.backward(tape, y[idx])
-                bad = not np.isfinite(grads.loss) or not all(np.all(np.isfinite(g)) for g in grads.params.values())
-                if bad:
-                    _diverged(bg, stepper, previous, epoch, step, grads.loss, lr)
                 snap = stepper.snapshot()
                 try:
-                    extra = stepper.apply(tape, grads)
+                    loss, out, extra = stepper.train_batch(x[idx], y[idx], training)
+                except NonFiniteGradient as exc:
+                    _diverged(bg, stepper, previous, epoch, step, exc.loss, lr)
                 except FloatingPointError:
                     stepper.restore(snap)
                     _diverged(bg, stepper, None, epoch, step + 1, float("nan"), lr, weights=True)
                 previous = snap
                 step += 1
-                total += grads.loss * len(idx)
-                c = _accuracy_count(bg, tape, y[idx])
-                correct += c or 0
+                total += loss * len(idx)
+                if bg.loss_kind == "cross_entropy":
+                    correct += int((out.argmax(axis=1) == y[idx]).sum())
                 for k, v in extra.items():
                     extra_sums[k] = extra_sums.get(k, 0.0) + v
                 bar.update(1)
-                bar.set_postfix(epoch=epoch, loss=f"{grads.loss:.4f}", refresh=False)
+                bar.set_postfix(epoch=epoch, loss=f"{loss:.4f}", refresh=False)
             row: dict = {"epoch": epoch, "loss": total / n}
             if bg.loss_kind == "cross_entropy":
                 row["accuracy"] = correct / n
@@ -268,7 +310,7 @@ def _diverged(bg: BackwardGraph, stepper: Stepper, previous: object, epoch: int,
 
 def fit(graph: Graph, x: np.ndarray, y: np.ndarray, epochs: int = 10, batch_size: int = 32,
         optimizer: Optimizer | None = None, seed: int = 0, loss: str = "cross_entropy",
-        trainable: Iterable[str] | None = None, validation_data: tuple | None = None,
+        trainable: "Iterable[str] | SparseScheme | Selection | None" = None, validation_data: tuple | None = None,
         callbacks: Sequence[Callback] = (), quiet: bool = False, batch_norm: str = "batch",
         bn_momentum: float = 0.1, label_smoothing: float = 0.0, backend: str = "numba") -> History:
     """Train a float graph in place on ``(x, y)`` with mini-batch gradient descent.
@@ -283,7 +325,10 @@ def fit(graph: Graph, x: np.ndarray, y: np.ndarray, epochs: int = 10, batch_size
             across calls, so a second ``fit`` continues.
         seed: orders the batches; equal seeds give equal runs.
         loss: ``"cross_entropy"`` or ``"mse"``.
-        trainable: tensor names to update; None for every parameter.
+        trainable: tensor names to update; None for every parameter; or a
+            :class:`~tinyml_lab.train.sparse.SparseScheme` (or its resolved
+            :class:`~tinyml_lab.train.sparse.Selection`), which may train some
+            output channels of a tensor only.
         validation_data: ``(x_val, y_val)`` evaluated after each epoch.
         callbacks: callables taking the epoch's row (a dict); one returning
             True stops training after that epoch.
@@ -314,11 +359,15 @@ def fit(graph: Graph, x: np.ndarray, y: np.ndarray, epochs: int = 10, batch_size
         raise AttributeValueError(f"optimizer must be a tinyml_lab.train Optimizer (SGD, Adam), got {optimizer!r}")
     if optimizer.qas:
         raise AttributeValueError("qas=True is for int8 training (fit_quantized); float training has no scales")
-    bg = BackwardGraph(graph, trainable, loss, backend=backend, label_smoothing=label_smoothing)
-    stepper = FloatStepper(bg, optimizer, batch_norm, float(bn_momentum))
+    from .sparse import selection_of
+
+    sel = selection_of(graph, trainable)
+    bg = BackwardGraph(graph, sel.trainable, loss, backend=backend, label_smoothing=label_smoothing)
+    stepper = FloatStepper(bg, optimizer, batch_norm, float(bn_momentum), sel)
     history = run_epochs(bg, stepper, x, y, epochs, batch_size, seed, batch_norm == "batch", validation_data,
                          callbacks, quiet, optimizer.lr)
     history.recipe = {"kind": "float", "optimizer": repr(optimizer), "epochs": epochs, "batch_size": batch_size,
                       "seed": seed, "loss": loss, "trainable": list(bg.trainable), "batch_norm": batch_norm,
-                      "label_smoothing": label_smoothing}
+                      "label_smoothing": label_smoothing,
+                      "channels": {n: len(c) for n, c in sel.channels.items()}}
     return history

@@ -78,6 +78,9 @@ class NumbaKernels:
     def dense_grad_input(self, dy, w):
         return kb.dense_grad_input(dy, w)
 
+    def bias_grad(self, dy):
+        return kb.bias_grad(np.ascontiguousarray(dy))
+
     def dense_grad_weight(self, x, dy):
         return kb.dense_grad_weight(x, dy)
 
@@ -163,6 +166,9 @@ class ReferenceKernels:
 
     def dense_grad_input(self, dy, w):
         return br.dense_grad_input(dy, w)
+
+    def bias_grad(self, dy):
+        return br.bias_grad(dy)
 
     def dense_grad_weight(self, x, dy):
         return br.dense_grad_weight(x, dy)

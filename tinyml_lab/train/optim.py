@@ -85,18 +85,30 @@ class Optimizer:
         for name, g in grads.items():
             if name not in params:
                 raise AttributeValueError(f"a gradient for {name!r} but no such parameter")
-            p = params[name]
-            if g.shape != p.shape:
-                raise AttributeValueError(f"gradient of {name!r} has shape {g.shape}, the parameter {p.shape}")
-            g = np.asarray(g, dtype=np.float64)
-            if self.qas:
-                s = np.asarray(scales[name], dtype=np.float64)  # type: ignore[index]
-                g = g / (s * s)
-            if self.weight_decay:
-                g = g + self.weight_decay * np.asarray(p, dtype=np.float64)
-            out[name] = self._delta(name, g).astype(np.float32)
+            out[name] = self.update_one(name, params[name], g, None if scales is None else scales[name])
         self.steps_ += 1
         return out
+
+    def update_one(self, name: str, p: np.ndarray, g: np.ndarray, scale: object = None) -> np.ndarray:
+        """The change of one parameter, advancing its state but not ``steps_``: what a compiled step
+        calls as soon as that parameter's gradient exists (:mod:`tinyml_lab.train.compiler`)."""
+        if self.qas and scale is None:
+            raise TinyMLError(f"qas=True needs the quantization scale of {name!r}")
+        if g.shape != p.shape:
+            raise AttributeValueError(f"gradient of {name!r} has shape {g.shape}, the parameter {p.shape}")
+        g = np.asarray(g, dtype=np.float64)
+        if self.qas:
+            s = np.asarray(scale, dtype=np.float64)
+            g = g / (s * s)
+        if self.weight_decay:
+            g = g + self.weight_decay * np.asarray(p, dtype=np.float64)
+        return self._delta(name, g).astype(np.float32)
+
+    @property
+    def state_buffers(self) -> int:
+        """Buffers of the parameter's size this optimizer keeps per parameter (0 for plain SGD,
+        1 for momentum, 2 for Adam), for memory accounting."""
+        return 0
 
     def step(self, params: dict[str, np.ndarray], grads: Arrays, scales: Mapping[str, object] | None = None) -> None:
         """``p += delta`` in place for every parameter named in ``grads``."""
@@ -144,6 +156,10 @@ class SGD(Optimizer):
             raise AttributeValueError("nesterov=True needs momentum > 0")
         self.nesterov = bool(nesterov)
 
+    @property
+    def state_buffers(self) -> int:
+        return 0 if self.momentum == 0.0 else 1
+
     def _delta(self, name: str, g: np.ndarray) -> np.ndarray:
         if self.momentum == 0.0:
             return -self.lr * g
@@ -172,6 +188,10 @@ class Adam(Optimizer):
         self.beta1 = _number(beta1, "beta1", 0.0, 1.0)
         self.beta2 = _number(beta2, "beta2", 0.0, 1.0)
         self.eps = _number(eps, "eps", 0.0, lo_open=True)
+
+    @property
+    def state_buffers(self) -> int:
+        return 2
 
     def _delta(self, name: str, g: np.ndarray) -> np.ndarray:
         st = self.state_.setdefault(name, {"m": np.zeros_like(g), "v": np.zeros_like(g), "t": np.zeros(())})

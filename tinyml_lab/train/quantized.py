@@ -41,7 +41,7 @@ shadow; it does not fix the ``s^2`` scale mismatch, which is QAS's job.
 from __future__ import annotations
 
 import numbers
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 import numpy as np
 
@@ -51,6 +51,9 @@ from ..kernels.reference import round_half_away_np
 from .autodiff import BackwardGraph, Gradients, Tape, broadcast_scale
 from .fit import Callback, History, Stepper, run_epochs
 from .optim import SGD, Optimizer
+
+if TYPE_CHECKING:
+    from .sparse import Selection, SparseScheme
 
 ROUNDINGS = ("nearest", "stochastic")
 _LIMITS = {"int8": (-127, 127), "int32": (-(2**31), 2**31 - 1)}
@@ -83,7 +86,7 @@ def round_steps(delta: np.ndarray, rounding: str = "nearest", rng: np.random.Gen
 
 
 def apply_update(graph: Graph, grads: dict[str, np.ndarray], optimizer: Optimizer, rounding: str = "nearest",
-                 rng: np.random.Generator | None = None) -> dict[str, float]:
+                 rng: np.random.Generator | None = None, selection: "Selection | None" = None) -> dict[str, float]:
     """One optimizer step on the stored integers of an int8 graph, in place.
 
     ``grads`` are with respect to the stored values (``G_Wbar``, ``G_bbar``,
@@ -91,41 +94,79 @@ def apply_update(graph: Graph, grads: dict[str, np.ndarray], optimizer: Optimize
     optimizer sees the integers as floats and, with ``qas=True``, the scales
     from :func:`qas_scales`. Each ``delta`` is rounded (:func:`round_steps`)
     and added with saturation: ``[-127, 127]`` for int8 weights, the int32
-    range for biases.
+    range for biases. With a ``selection``
+    (:class:`~tinyml_lab.train.sparse.Selection`) a tensor trained on some
+    output channels only takes a gradient of those channels and changes
+    only them.
 
     Returns figures over the int8 weights: ``update_zero_fraction``, the share
     of entries whose nonzero ``delta`` rounded to a zero step;
     ``update_changed_fraction``, the share that changed; ``update_abs_mean``,
     the mean ``|delta|`` in integer units.
     """
-    params = {n: graph.tensors[n].data.astype(np.float32) for n in grads}
-    deltas = optimizer.updates(params, grads, qas_scales(graph, grads) if optimizer.qas else None)
-    zero = changed = total = 0
-    abs_sum = 0.0
-    for n, d in deltas.items():
-        t = graph.tensors[n]
-        steps = round_steps(d, rounding, rng)
-        lo, hi = _LIMITS[t.dtype]
-        new = np.clip(t.data.astype(np.int64) + steps, lo, hi)
-        if t.dtype == "int8":
-            zero += int(((steps == 0) & (d != 0)).sum())
-            changed += int((new != t.data).sum())
-            total += d.size
-            abs_sum += float(np.abs(d).sum())
-        t.data[...] = new.astype(t.dtype)
-    if total == 0:
-        return {}
-    return {"update_zero_fraction": zero / total, "update_changed_fraction": changed / total,
-            "update_abs_mean": abs_sum / total}
+    counts = UpdateCounts()
+    for n, g in grads.items():
+        counts.add(update_int8_tensor(graph, n, g, optimizer, rounding, rng, selection))
+    optimizer.steps_ += 1
+    return counts.figures()
+
+
+class UpdateCounts:
+    """Running sums behind the ``update_*`` figures of :func:`apply_update`."""
+
+    def __init__(self) -> None:
+        self.zero = self.changed = self.total = 0
+        self.abs_sum = 0.0
+
+    def add(self, c: tuple[int, int, int, float]) -> None:
+        self.zero += c[0]
+        self.changed += c[1]
+        self.total += c[2]
+        self.abs_sum += c[3]
+
+    def figures(self) -> dict[str, float]:
+        if self.total == 0:
+            return {}
+        return {"update_zero_fraction": self.zero / self.total, "update_changed_fraction": self.changed / self.total,
+                "update_abs_mean": self.abs_sum / self.total}
+
+
+def update_int8_tensor(graph: Graph, name: str, grad: np.ndarray, optimizer: Optimizer, rounding: str = "nearest",
+                       rng: np.random.Generator | None = None, selection: "Selection | None" = None
+                       ) -> tuple[int, int, int, float]:
+    """Update one stored int8 weight or int32 bias in place from its gradient (of the selected
+    channels when ``selection`` slices it): ``q <- clamp(q + round(delta))``. Returns
+    ``(zero steps, changed entries, entries, sum |delta|)`` for an int8 weight, zeros for a bias."""
+    t = graph.tensors[name]
+    if t.dtype not in _LIMITS:
+        raise TinyMLError(f"{name!r} is {t.dtype}; the int8 trainer updates int8 weights and int32 biases")
+    index = selection.index(name, t.data.ndim) if selection is not None else (slice(None),) * t.data.ndim
+    current = t.data[index]
+    scale = None
+    if optimizer.qas:
+        scale = broadcast_scale(t)
+        if isinstance(scale, np.ndarray) and selection is not None:
+            scale = selection.take(name, scale)
+    d = optimizer.update_one(name, current.astype(np.float32), grad, scale)
+    steps = round_steps(d, rounding, rng)
+    lo, hi = _LIMITS[t.dtype]
+    new = np.clip(current.astype(np.int64) + steps, lo, hi)
+    out = (0, 0, 0, 0.0)
+    if t.dtype == "int8":
+        out = (int(((steps == 0) & (d != 0)).sum()), int((new != current).sum()), d.size, float(np.abs(d).sum()))
+    t.data[index] = new.astype(t.dtype)
+    return out
 
 
 class QuantizedStepper(Stepper):
     """Updates of the int8 trainer: :func:`apply_update`, and snapshots of the integers."""
 
-    def __init__(self, bg: BackwardGraph, optimizer: Optimizer, rounding: str, seed: int):
+    def __init__(self, bg: BackwardGraph, optimizer: Optimizer, rounding: str, seed: int,
+                 selection: "Selection | None" = None):
         if rounding not in ROUNDINGS:
             raise AttributeValueError(f"rounding must be one of {', '.join(ROUNDINGS)}, got {rounding!r}")
         self.bg, self.opt, self.rounding = bg, optimizer, rounding
+        self.selection = selection
         self.rng = np.random.default_rng([int(seed), 1]) if rounding == "stochastic" else None
 
     def snapshot(self) -> object:
@@ -139,12 +180,15 @@ class QuantizedStepper(Stepper):
         self.opt.load_state_dict(state)
 
     def apply(self, tape: Tape, grads: Gradients) -> dict:
-        return apply_update(self.bg.graph, grads.params, self.opt, self.rounding, self.rng)
+        params = grads.params
+        if self.selection is not None:
+            params = {n: self.selection.take(n, g) for n, g in params.items()}
+        return apply_update(self.bg.graph, params, self.opt, self.rounding, self.rng, self.selection)
 
 
 def fit_quantized(graph: Graph, x: np.ndarray, y: np.ndarray, epochs: int = 10, batch_size: int = 32,
                   optimizer: Optimizer | None = None, seed: int = 0, loss: str = "cross_entropy",
-                  trainable: Iterable[str] | None = None, rounding: str = "nearest",
+                  trainable: "Iterable[str] | SparseScheme | Selection | None" = None, rounding: str = "nearest",
                   validation_data: tuple | None = None, callbacks: Sequence[Callback] = (),
                   quiet: bool = False, backend: str = "numba") -> History:
     """Train an int8 graph in place: int8 forward as deployed, float backward, integer updates.
@@ -156,7 +200,8 @@ def fit_quantized(graph: Graph, x: np.ndarray, y: np.ndarray, epochs: int = 10, 
             targets shaped like the output (``"mse"``).
         optimizer: default ``SGD(lr=0.01, momentum=0.9, qas=True)``; pass
             ``qas=False`` to see training without Quantization-Aware Scaling.
-        trainable: tensor names (int8 weights, int32 biases); None for all.
+        trainable: tensor names (int8 weights, int32 biases); None for all; or a
+            :class:`~tinyml_lab.train.sparse.SparseScheme` (channels picked by weight norm).
         rounding: ``"nearest"`` (the paper; no float shadow) or ``"stochastic"``.
         Other arguments as in :func:`~tinyml_lab.train.fit`.
 
@@ -175,8 +220,11 @@ def fit_quantized(graph: Graph, x: np.ndarray, y: np.ndarray, epochs: int = 10, 
     optimizer = SGD(lr=0.01, momentum=0.9, qas=True) if optimizer is None else optimizer
     if not isinstance(optimizer, Optimizer):
         raise AttributeValueError(f"optimizer must be a tinyml_lab.train Optimizer (SGD, Adam), got {optimizer!r}")
-    bg = BackwardGraph(graph, trainable, loss, backend=backend)
-    stepper = QuantizedStepper(bg, optimizer, rounding, int(seed))
+    from .sparse import selection_of
+
+    sel = selection_of(graph, trainable)
+    bg = BackwardGraph(graph, sel.trainable, loss, backend=backend)
+    stepper = QuantizedStepper(bg, optimizer, rounding, int(seed), sel)
     history = run_epochs(bg, stepper, x, y, epochs, batch_size, seed, False, validation_data, callbacks, quiet,
                          optimizer.lr)
     history.recipe = {"kind": "int8", "optimizer": repr(optimizer), "epochs": epochs, "batch_size": batch_size,
