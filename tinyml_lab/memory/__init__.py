@@ -9,7 +9,7 @@
 
 * :mod:`~tinyml_lab.memory.lifetimes`: :class:`Buffer`, :class:`Lifetimes`,
   :func:`graph_lifetimes`, :func:`schedule_lifetimes` (the entry point for the
-  training engine), :func:`training_lifetimes`;
+  training engine's step, :mod:`tinyml_lab.train.memory`);
 * :mod:`~tinyml_lab.memory.planners`: :func:`plan`, :func:`compare` and the
   planners ``no-reuse``, ``linear``, ``greedy-size``, ``greedy-breadth``, ``exact``;
 * :mod:`~tinyml_lab.memory.arena`: :class:`ArenaInterpreter`, which runs an
@@ -21,13 +21,12 @@
 
 from .arena import ArenaInterpreter, run_in_arena
 from .deploy import deployed_graph, sample_input
-from .lifetimes import (Buffer, LifetimeError, Lifetimes, align_up, graph_lifetimes, schedule_lifetimes,
-                        training_lifetimes)
+from .lifetimes import Buffer, LifetimeError, Lifetimes, align_up, graph_lifetimes, schedule_lifetimes
 from .patch import PatchError, PatchPlan, plan_patches
 from .planners import (PLANNERS, Plan, PlanError, Planner, UnknownPlannerError, compare, format_plans,
                        planner_names, plan, register)
 
 __all__ = ["Buffer", "Lifetimes", "LifetimeError", "align_up", "graph_lifetimes", "schedule_lifetimes",
-           "training_lifetimes", "Plan", "Planner", "PlanError", "UnknownPlannerError", "PLANNERS", "register",
+           "Plan", "Planner", "PlanError", "UnknownPlannerError", "PLANNERS", "register",
            "plan", "compare", "planner_names", "format_plans", "ArenaInterpreter", "run_in_arena", "PatchPlan",
            "PatchError", "plan_patches", "deployed_graph", "sample_input"]

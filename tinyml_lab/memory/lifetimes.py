@@ -25,10 +25,7 @@ Entry points:
 * :func:`schedule_lifetimes` for any schedule given as steps that read and
   write named buffers. The training engine hands its training step here:
   ``schedule_lifetimes([("fwd/conv1", ["x"], ["a1"]), ...], sizes={"x": 3072,
-  ...}, keep=["w_grad"])``;
-* :func:`training_lifetimes`, the textbook reverse-mode schedule of one SGD
-  step of an inference graph, for the book's memory chapter until the
-  training engine provides its own.
+  ...}, keep=["w_grad"])`` (see :func:`tinyml_lab.train.memory.step_lifetimes`).
 """
 
 from __future__ import annotations
@@ -350,70 +347,7 @@ def schedule_lifetimes(steps: Sequence[Step], sizes: dict[str, int], keep: Itera
     return Lifetimes(buffers, [s for s, _, _ in steps], name)
 
 
-def training_lifetimes(graph: Graph, optimizer_state: int = 0) -> Lifetimes:
-    """The buffers of one SGD step of ``graph`` (float32), in the textbook reverse-mode schedule.
-
-    Forward steps ``fwd/<node>`` keep every activation until the backward
-    step that reads it; ``loss/<output>`` seeds the output gradient; backward
-    steps ``bwd/<node>`` (in reverse order) read the node's output gradient,
-    its saved inputs and output, and its weights, and write the gradients of
-    its activation inputs (accumulated when a tensor feeds several nodes) and
-    of its weights; each weight gradient is applied by an ``update/<weight>``
-    step right after it is made. Trainable weights live in SRAM for the whole
-    step (``param/<name>``), with ``optimizer_state`` more float32 copies of
-    each (1 for momentum, 2 for Adam).
-    """
-    steps: list[Step] = []
-    sizes: dict[str, int] = {}
-    kinds: dict[str, str] = {}
-    params: list[str] = []
-    for t in graph.tensors.values():
-        if t.is_const:
-            sizes[f"param/{t.name}"] = t.size * 4
-            kinds[f"param/{t.name}"] = "weight"
-            params.append(f"param/{t.name}")
-            if optimizer_state:
-                sizes[f"state/{t.name}"] = t.size * 4 * optimizer_state
-                kinds[f"state/{t.name}"] = "optimizer"
-                params.append(f"state/{t.name}")
-        else:
-            sizes[t.name] = t.size * 4
-    for node in graph.nodes:
-        acts = [t for t in node.inputs if not graph.tensors[t].is_const]
-        consts = [f"param/{t}" for t in node.inputs if graph.tensors[t].is_const]
-        steps.append((f"fwd/{node.name}", acts + consts, list(node.outputs)))
-    for out in graph.outputs:
-        sizes[f"grad/{out}"] = sizes[out]
-        kinds[f"grad/{out}"] = "gradient"
-        steps.append((f"loss/{out}", [out], [f"grad/{out}"]))
-    made: set[str] = {f"grad/{out}" for out in graph.outputs}
-    for node in reversed(graph.nodes):
-        acts = [t for t in node.inputs if not graph.tensors[t].is_const]
-        consts = [t for t in node.inputs if graph.tensors[t].is_const]
-        reads = [f"grad/{node.outputs[0]}", *acts, node.outputs[0], *(f"param/{t}" for t in consts)]
-        writes = []
-        for t in acts:
-            if t in graph.inputs:
-                continue
-            g = f"grad/{t}"
-            if g in made:
-                reads.append(g)  # accumulate into the gradient another consumer made
-            made.add(g)
-            writes.append(g)
-            sizes[g] = sizes[t]
-            kinds[g] = "gradient"
-        for t in consts:
-            sizes[f"wgrad/{t}"] = sizes[f"param/{t}"]
-            kinds[f"wgrad/{t}"] = "gradient"
-            writes.append(f"wgrad/{t}")
-        steps.append((f"bwd/{node.name}", reads, writes))
-        for t in consts:
-            reads_u = [f"wgrad/{t}", f"param/{t}"] + ([f"state/{t}"] if optimizer_state else [])
-            steps.append((f"update/{t}", reads_u, [f"param/{t}"]))
-    return schedule_lifetimes(steps, sizes, keep=params, inputs=[*graph.inputs, *params], kinds=kinds,
-                              name=f"{graph.name} (training step)")
-
 
 __all__ = ["Buffer", "Group", "Lifetimes", "LifetimeError", "align_up", "graph_lifetimes",
-           "schedule_lifetimes", "training_lifetimes", "depthwise_inplace_ok", "depthwise_scratch_bytes",
+           "schedule_lifetimes", "depthwise_inplace_ok", "depthwise_scratch_bytes",
            "ELEMENTWISE_INPLACE", "ALIAS_OPS"]
