@@ -88,3 +88,19 @@ def test_console_script_entry_point():
     assert r.returncode == 0 and "kws-dscnn" in r.stdout
     r = subprocess.run([sys.executable, "-m", "tinyml_lab.cli", "profile", "nope"], capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.count("\n") == 1
+
+
+def test_run_accepts_tflite_files(capsys, tmp_path):
+    pytest.importorskip("tflite")
+    from tinyml_lab.export.tflite import to_tflite
+    from tinyml_lab.interpreter import Interpreter
+
+    g = zoo.get("digits-cnn")
+    q = quantize_model(g, np.random.default_rng(0).uniform(0, 1, (8,) + g.input_shape()).astype(np.float32))
+    (tmp_path / "m.tflite").write_bytes(to_tflite(q))
+    x = np.random.default_rng(1).integers(-128, 128, (2,) + g.input_shape()).astype(np.int8)
+    np.save(tmp_path / "x.npy", x)
+    code, _, err = run_cli(capsys, "run", str(tmp_path / "m.tflite"), "--input", str(tmp_path / "x.npy"),
+                           "--output", str(tmp_path / "y.npy"))
+    assert code == 0, err
+    np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), Interpreter(q).run(x))

@@ -113,6 +113,7 @@ def test_save_adds_suffix_and_is_atomic(tmp_path):
     g = small_graph()
     assert g.save(tmp_path / "model").name == "model.npz"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.npz"]  # no temporary left behind
+    assert (tmp_path / "model.npz").stat().st_mode & 0o044  # readable by others, as open() would make it
     with pytest.raises(FileFormatError, match="does not exist"):
         g.save(tmp_path / "missing" / "m.npz")
 

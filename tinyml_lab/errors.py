@@ -57,3 +57,12 @@ class DataError(TinyMLError, ValueError):
 
 class ExportError(TinyMLError, ValueError):
     """The graph holds something an exporter cannot express, or an export option is invalid."""
+
+
+class ModelImportError(TinyMLError, ValueError):
+    """A model file holds what the importer cannot express: unsupported ops, dynamic shapes, missing
+    external data. ``problems`` lists every offending node (or tensor) with the reason."""
+
+    def __init__(self, message: str, problems: list[tuple[str, str]] | None = None):
+        super().__init__(message)
+        self.problems = list(problems or [])

@@ -448,6 +448,9 @@ class Graph:
         try:
             with os.fdopen(fd, "wb") as f:
                 np.savez(f, **arrays)
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide the file from other users
             os.replace(tmp, path)
         except BaseException:
             if os.path.exists(tmp):

@@ -290,11 +290,19 @@ def _f_quantize(g, node, ins, out, fast):
     return lambda v: ref.quantize(v, s, z)
 
 
+def _f_fakequant(g, node, ins, out, fast):
+    from .quant.fakequant import fake_quantize_node
+
+    attrs = dict(node.attrs)
+    return lambda v: fake_quantize_node(v, attrs)
+
+
 _FLOAT: dict[str, Callable] = {
     "Conv2D": _f_conv, "DepthwiseConv2D": _f_conv, "Dense": _f_dense,
     "AvgPool2D": _f_pool, "MaxPool2D": _f_pool, "GlobalAvgPool": _f_gap, "Add": _f_add,
     "ReLU": _f_clamp, "ReLU6": _f_clamp, "Reshape": _f_reshape, "Flatten": _f_reshape,
     "Softmax": _f_softmax, "BatchNorm": _f_bn, "Pad": _f_pad, "Quantize": _f_quantize,
+    "FakeQuant": _f_fakequant,
 }
 
 

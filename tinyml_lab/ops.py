@@ -386,6 +386,59 @@ def _infer_pad(name: str, ins: list[Shape], w: dict[str, Shape], a: dict) -> Sha
     return (x[0] + t + b, x[1] + l + r, x[2])
 
 
+FAKE_QUANT_BITS = (2, 8)
+
+
+def _norm_fakequant(attrs: dict) -> dict:
+    """``bits`` in 2..8; ``narrow`` drops the code ``-2^(bits-1)`` (a symmetric range); ``scale`` and
+    ``zero_point`` one entry per tensor, or one per slice along ``axis`` (of the tensor without the batch)."""
+    op = "FakeQuant"
+    _check_known(op, attrs, ("bits", "narrow", "scale", "zero_point", "axis"))
+    bits = attrs.get("bits", 8)
+    lo, hi = FAKE_QUANT_BITS
+    if isinstance(bits, bool) or not isinstance(bits, int) or not lo <= bits <= hi:
+        raise AttributeValueError(f"{op}: bits must be an int from {lo} to {hi}, got {bits!r}")
+    narrow = attrs.get("narrow", False)
+    if not isinstance(narrow, bool):
+        raise AttributeValueError(f"{op}: narrow must be True or False, got {narrow!r}")
+    scale = attrs.get("scale")
+    scale = (scale,) if isinstance(scale, (int, float)) and not isinstance(scale, bool) else scale
+    if not isinstance(scale, Sequence) or not scale or not all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0 for v in scale
+    ):
+        raise AttributeValueError(f"{op}: scale must be one or more finite positive numbers, got {scale!r}")
+    zp = attrs.get("zero_point", 0)
+    zp = (zp,) * len(scale) if isinstance(zp, int) and not isinstance(zp, bool) else zp
+    if not isinstance(zp, Sequence) or len(zp) != len(scale) or not all(
+        isinstance(v, int) and not isinstance(v, bool) for v in zp
+    ):
+        raise AttributeValueError(
+            f"{op}: zero_point must be one int per scale ({len(scale)}), got {attrs.get('zero_point')!r}"
+        )
+    qmin, qmax = -(2 ** (bits - 1)) + int(narrow), 2 ** (bits - 1) - 1
+    if any(not qmin <= v <= qmax for v in zp):
+        raise AttributeValueError(f"{op}: zero points must lie in [{qmin}, {qmax}] for {bits} bits, got {list(zp)}")
+    axis = attrs.get("axis")
+    if axis is not None and (isinstance(axis, bool) or not isinstance(axis, int)):
+        raise AttributeValueError(f"{op}: axis must be None (per tensor) or an int, got {axis!r}")
+    if axis is None and len(scale) != 1:
+        raise AttributeValueError(f"{op}: {len(scale)} scales need an axis (per-channel); give axis")
+    return {"bits": bits, "narrow": narrow, "scale": tuple(float(v) for v in scale),
+            "zero_point": tuple(int(v) for v in zp), "axis": axis}
+
+
+def _infer_fakequant(name: str, ins: list[Shape], w: dict[str, Shape], a: dict) -> Shape:
+    x, axis = ins[0], a["axis"]
+    if axis is not None:
+        if not -len(x) <= axis < len(x):
+            raise ShapeError(f"FakeQuant '{name}': axis {axis} is out of range for shape {x} (batch left out)")
+        if len(a["scale"]) not in (1, x[axis]):
+            raise ShapeError(
+                f"FakeQuant '{name}': {len(a['scale'])} scales along axis {axis}, which has {x[axis]} entries"
+            )
+    return x
+
+
 def _macs_dense(ins: list[Shape], w: dict[str, Shape], out: Shape, a: dict) -> int:
     return w["weight"][0] * w["weight"][1]
 
@@ -410,6 +463,8 @@ OPS: dict[str, OpDef] = {
         OpDef("Pad", 1, (), (), _norm_pad, _infer_pad),
         OpDef("Quantize", 1, (), (), _no_attrs("Quantize"), _same),
         OpDef("Dequantize", 1, (), (), _no_attrs("Dequantize"), _same),
+        # float in, float out: y = s (clamp(round(x / s) + z, qmin, qmax) - z), for quantization-aware training
+        OpDef("FakeQuant", 1, (), (), _norm_fakequant, _infer_fakequant, int8=False),
     ]
 }
 

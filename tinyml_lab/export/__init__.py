@@ -1,20 +1,42 @@
-"""Deployment exports: ONNX (:mod:`tinyml_lab.export.onnx`).
+"""Deployment exports: ONNX, TFLite, C source and Arduino sketches.
 
-The ONNX exporter needs the optional ``onnx`` package (``pip install
-tinyml-lab[onnx]``); it is imported on first use, so ``import
-tinyml_lab.export`` works without it.
+* :func:`to_onnx` (:mod:`tinyml_lab.export.onnx`): float or int8 (QDQ) ONNX;
+  needs the optional ``onnx`` package (``pip install tinyml-lab[onnx]``);
+* :func:`to_tflite` (:mod:`tinyml_lab.export.tflite`): an int8 ``.tflite``
+  flatbuffer, bit-exact in LiteRT's reference kernels;
+* :func:`to_c` (:mod:`tinyml_lab.export.c`): self-contained C99 source, code
+  generated per model, with a static planned arena;
+* :func:`to_arduino` (:mod:`tinyml_lab.export.arduino`): an Arduino sketch
+  running the ``.tflite`` model with TensorFlow Lite Micro.
+
+Each exporter is imported on first use, so ``import tinyml_lab.export`` needs
+none of the optional packages (``onnx``, ``flatbuffers``, ``tflite``). The
+reverse direction, ``.tflite`` to the IR, is :func:`tinyml_lab.io.tflite.load_tflite`.
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
-__all__ = ["to_onnx", "ExportError"]
+_NAMES = {
+    "to_onnx": "onnx",
+    "to_tflite": "tflite",
+    "to_c": "c",
+    "CSource": "c",
+    "to_arduino": "arduino",
+    "ArduinoSketch": "arduino",
+}
+
+__all__ = [*_NAMES, "ExportError"]
 
 
 def __getattr__(name: str) -> Any:
-    if name in __all__:
-        from . import onnx as _onnx
+    if name == "ExportError":
+        from ..errors import ExportError
 
-        return getattr(_onnx, name)
+        return ExportError
+    if name in _NAMES:
+        module = importlib.import_module(f"{__name__}.{_NAMES[name]}")
+        return getattr(module, name)
     raise AttributeError(f"module 'tinyml_lab.export' has no attribute {name!r}")

@@ -69,6 +69,23 @@ def quantize_multipliers(reals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             np.array([p[1] for p in pairs], dtype=np.int32))
 
 
+def mean_multiplier(multiplier: int, shift: int, count: int) -> tuple[int, int]:
+    """Fold ``1 / count`` into a quantized multiplier, as TFLite's int8 MEAN does.
+
+    With ``k = min(floor(log2 count), 32, 31 + shift)``:
+    ``m' = floor(m 2^k / count)`` and ``shift' = shift - k``, so
+    ``m' 2^(shift' - 31) ~= m 2^(shift - 31) / count`` while ``m'`` keeps 30
+    to 31 significant bits (``2^k <= count``; the floor truncates). This is
+    the rescaling of ``reference_ops::QuantizedMeanOrSum``, the kernel LiteRT's
+    reference resolver and TensorFlow Lite Micro run for an int8 MEAN whose
+    input and output quantization differ.
+    """
+    if count <= 0:
+        raise ValueError(f"a mean needs a positive element count, got {count}")
+    k = min(int(count).bit_length() - 1, 32, 31 + int(shift))
+    return (int(multiplier) << k) // int(count), int(shift) - k
+
+
 def activation_range(activation: str, scale: float, zero_point: int) -> tuple[int, int]:
     """Clamp bounds of a fused activation on an int8 output, TFLite's ``CalculateActivationRangeQuantized``.
 
@@ -262,6 +279,16 @@ def requantize_lanes(acc: np.int64, multiplier: np.int64, left_shift: np.int64, 
     x = (acc << (32 + left_shift)) >> 32
     q = min((x * multiplier + (1 << 30)) >> 31, np.int64(INT32_MAX))
     return (q + q + (np.int64(1) << right_shift) + (q >> 63)) >> (right_shift + 1)
+
+
+@njit(cache=True)
+def mean_multiplier_nb(multiplier: np.int64, shift: np.int64, count: np.int64) -> tuple[np.int64, np.int64]:
+    """Scalar :func:`mean_multiplier` for the compiled kernels."""
+    k = np.int64(0)
+    while (np.int64(1) << (k + 1)) <= count:
+        k += 1
+    k = min(k, np.int64(32), np.int64(31) + shift)
+    return (np.int64(multiplier) << k) // np.int64(count), np.int64(shift) - k
 
 
 @njit(cache=True, inline="always")

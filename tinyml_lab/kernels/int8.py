@@ -41,6 +41,7 @@ from numba import njit
 from .fixedpoint import (
     SOFTMAX_ACCUM_INTEGER_BITS,
     exp_on_negative_values,
+    mean_multiplier_nb,
     rdbpot,
     reciprocal,
     requantize,
@@ -327,9 +328,11 @@ def max_pool2d_int8(x, ph, pw, sh, sw, pt, pb, pl, pr, lo, hi):
 
 @njit(cache=True)
 def global_avg_pool_int8(x, in_zp, mult, shift, out_zp):
-    """TFLite int8 MEAN over H, W: requantize ``sum (x - in_zp)`` by ``s_in/s_out``, then divide."""
+    """TFLite int8 MEAN over H, W: ``clamp(out_zp + requantize(sum x - in_zp H W, m', shift'))`` with
+    ``1 / (H W)`` folded into the multiplier (:func:`~tinyml_lab.kernels.fixedpoint.mean_multiplier_nb`)."""
     n, h, wd, c = x.shape
     count = h * wd
+    m, s = mean_multiplier_nb(mult, shift, count)
     out = np.empty((n, c), np.int8)
     acc = np.empty(c, np.int32)
     for b in range(n):
@@ -339,8 +342,7 @@ def global_avg_pool_int8(x, in_zp, mult, shift, out_zp):
                 for ch in range(c):
                     acc[ch] = np.int32(acc[ch] + np.int32(x[b, y, xx, ch]))
         for ch in range(c):
-            a = requantize(np.int64(np.int32(acc[ch] - in_zp * count)), mult, shift)
-            v = (a + count // 2) // count if a > 0 else -((-a + count // 2) // count)
+            v = requantize(np.int64(np.int32(acc[ch] - in_zp * count)), m, s)
             out[b, ch] = np.int8(min(max(v + out_zp, -128), 127))
     return out
 

@@ -20,6 +20,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from .fixedpoint import (
     SOFTMAX_ACCUM_INTEGER_BITS,
     exp_on_negative_values_np,
+    mean_multiplier,
     rdbpot_np,
     reciprocal_np,
     requantize_np,
@@ -235,11 +236,20 @@ def max_pool2d_int8(x, pool, strides, pads, lo=-128, hi=127):
 
 
 def global_avg_pool_int8(x, in_zp, mult, shift, out_zp):
-    """TFLite's int8 MEAN over H and W: ``acc = sum (x - in_zp)``, requantized by ``s_in / s_out``,
-    divided by ``H*W`` rounding half away from zero, plus ``out_zp``."""
-    acc = wrap_int32((x.astype(np.int64) - in_zp).sum(axis=(1, 2)))
-    acc = requantize_np(acc, mult, shift).astype(np.int64)
-    y = _div_round_away(acc, x.shape[1] * x.shape[2]) + out_zp
+    """TFLite's int8 MEAN over H and W (``reference_ops::QuantizedMeanOrSum``).
+
+    ``acc = sum_{h,w} x - in_zp H W`` (int32), then one requantization by the
+    multiplier of ``s_in / s_out`` with ``1 / (H W)`` folded in
+    (:func:`~tinyml_lab.kernels.fixedpoint.mean_multiplier`), plus ``out_zp``:
+    ``y = clamp(out_zp + requantize(acc, m', shift'))``. This is what LiteRT's
+    reference kernels and TensorFlow Lite Micro compute; TFLite Micro takes a
+    plain truncating integer mean instead when input and output share scale
+    and zero point.
+    """
+    count = x.shape[1] * x.shape[2]
+    m, s = mean_multiplier(int(mult), int(shift), count)
+    acc = wrap_int32(x.astype(np.int64).sum(axis=(1, 2)) - int(in_zp) * count)
+    y = requantize_np(acc, m, s).astype(np.int64) + out_zp
     return np.clip(y, -128, 127).astype(np.int8)
 
 

@@ -250,6 +250,23 @@ def _bn_backward(k, ctx: StepContext, dy):
     return [dx if ctx.need_input[0] else None], grads
 
 
+# --------------------------------------------------------------------------- fake quantization
+
+def _fakequant_forward(k, node, inputs, w, training, geometry):
+    from ..quant.fakequant import fake_quantize_node
+
+    return fake_quantize_node(inputs[0], node.attrs).astype(k.dtype), {}
+
+
+def _fakequant_backward(k, ctx: StepContext, dy):
+    """Straight-through estimator: ``round`` passes ``dy``, the clamp masks it."""
+    from ..quant.fakequant import fake_quantize_node_mask
+
+    if not ctx.need_input[0]:
+        return [None], {}
+    return [(dy * fake_quantize_node_mask(ctx.inputs[0], ctx.node.attrs)).astype(dy.dtype)], {}
+
+
 # --------------------------------------------------------------------------- the table
 
 RULES: dict[str, Rule] = {
@@ -289,6 +306,8 @@ RULES: dict[str, Rule] = {
     "Pad": Rule(_pad_forward, _pad_backward, "dx = g without the border", reads="shapes only"),
     "Quantize": Rule(_identity_forward, _identity_backward, "dx = g (real values)", reads="nothing"),
     "Dequantize": Rule(_identity_forward, _identity_backward, "dx = g (real values)", reads="nothing"),
+    "FakeQuant": Rule(_fakequant_forward, _fakequant_backward,
+                      "dx = g [qmin <= round(x/s) + z <= qmax] (straight-through)", reads="x (the clipping mask)"),
 }
 
 # roles a gradient can update; BatchNorm's mean and var are statistics, updated by the forward
