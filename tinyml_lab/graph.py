@@ -15,10 +15,10 @@ arrays and a JSON description, stamped with a format version).
 from __future__ import annotations
 
 import copy
+import io
 import json
 import math
 import os
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +26,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from .files import check_file, write_atomic
 from .errors import DTypeError, FileFormatError, GraphError, QuantizationError, ShapeError, TinyMLError
 from .ops import OPS, Shape, op_def
 
@@ -436,27 +437,15 @@ class Graph:
         path = Path(path)
         if path.suffix != ".npz":
             path = path.with_suffix(path.suffix + ".npz") if path.suffix else path.with_suffix(".npz")
+        target = check_file(path, "model")  # fail before any work
         self.validate()
         meta = self.to_json()
         meta["tinyml_lab_version"] = __version__
         arrays = {f"const/{i}": t.data for i, t in enumerate(self.tensors.values()) if t.is_const}
         arrays["__graph__"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
-        directory = path.parent if str(path.parent) else Path(".")
-        if not directory.is_dir():
-            raise FileFormatError(f"cannot save to {path}: folder {directory} does not exist")
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=directory)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, **arrays)
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide the file from other users
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
-        return path
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        return write_atomic(target, buffer.getvalue(), "model")
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Graph":

@@ -27,7 +27,7 @@ from .. import __version__
 from ..errors import ExportError
 from ..graph import Graph
 from .c import TEMPLATES, c_identifier
-from .files import check_folder, write_files
+from ..files import check_folder, write_files
 
 _LINE = 12  # bytes per line, as xxd -i writes them
 _RESOLVER = {"CONV_2D": "AddConv2D", "DEPTHWISE_CONV_2D": "AddDepthwiseConv2D",

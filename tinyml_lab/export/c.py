@@ -48,7 +48,7 @@ from ..kernels.fixedpoint import (
     softmax_params,
 )
 from ..ops import resolve_padding
-from .files import check_folder, write_files
+from ..files import check_folder, write_files
 from .prepare import int8_core, require_int8
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -374,7 +374,7 @@ class _Generator:
             "/* bytes of the static activation arena (planned offsets, 16-byte aligned) */",
             f"#define {P}_ARENA_SIZE {arena}",
             "",
-            f"/* Run the model on one input; returns 0, or -1 for a NULL pointer. Not reentrant (one arena). */",
+            "/* Run the model on one input; returns 0, or -1 for a NULL pointer. Not reentrant (one arena). */",
             f"int {p}_invoke(const int8_t *input, int8_t *output);",
             "",
             "#ifdef __cplusplus",

@@ -70,7 +70,7 @@ def calibration_data(spec: str, shape: tuple[int, ...]) -> np.ndarray:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    from .files import check_file, check_folder
+    from ..files import check_file, check_folder
 
     if args.format == "tflite":
         check_file(args.output, "TFLite model")

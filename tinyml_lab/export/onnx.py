@@ -46,8 +46,6 @@ IR's own ``Quantize`` and ``Dequantize`` ops become ``QuantizeLinear`` and
 from __future__ import annotations
 
 import os
-import tempfile
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -55,7 +53,8 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from .. import __version__
-from ..errors import ExportError, FileFormatError, TinyMLError
+from ..errors import ExportError
+from ..files import check_file, write_atomic
 from ..graph import Graph, Node, QuantParams, Tensor
 from ..kernels.fixedpoint import activation_range
 from ..ops import resolve_padding
@@ -121,7 +120,7 @@ def to_onnx(graph: Graph, path: str | os.PathLike | None = None, opset: int = 17
             f"opset must be an int from {MIN_OPSET} (per-axis QuantizeLinear) to {newest} "
             f"(the newest this onnx {onnx.__version__} knows), got {opset!r}"
         )
-    target = _check_destination(path) if path is not None else None
+    target = check_file(path, "ONNX model") if path is not None else None
     graph.validate()
     model = _Exporter(graph, int(opset), layout, activation_dtype).build()
     try:
@@ -129,45 +128,11 @@ def to_onnx(graph: Graph, path: str | os.PathLike | None = None, opset: int = 17
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
         raise ExportError(f"graph '{graph.name}': the exported ONNX model does not check: {exc}") from None
     if target is not None:
-        _write_atomic(model, target)
+        write_atomic(target, model.SerializeToString(), "ONNX model")
     return model
 
 
 # --------------------------------------------------------------------------- files
-
-def _check_destination(path: str | os.PathLike) -> Path:
-    """The path to write, after checking that its folder exists and is writable."""
-    target = Path(path)
-    if target.is_dir():
-        raise FileFormatError(f"cannot write the ONNX model to {target}: it is a folder; give a file name")
-    folder = target.parent if str(target.parent) else Path(".")
-    if not folder.is_dir():
-        raise FileFormatError(f"cannot write the ONNX model to {target}: folder {folder} does not exist")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise FileFormatError(f"cannot write the ONNX model to {target}: folder {folder} is not writable")
-    return target
-
-
-def _write_atomic(model: onnx.ModelProto, target: Path) -> None:
-    """Write to a temporary file beside ``target``, then ``os.replace`` it into place."""
-    data = model.SerializeToString()
-    folder = target.parent if str(target.parent) else Path(".")
-    tmp = None
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except BaseException as exc:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
-        if isinstance(exc, OSError):
-            raise FileFormatError(f"cannot write the ONNX model to {target}: {exc}") from exc
-        raise
-
 
 # --------------------------------------------------------------------------- the exporter
 

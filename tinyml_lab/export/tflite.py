@@ -90,7 +90,7 @@ except ImportError as exc:  # depends on the environment
                       f"pip install 'tinyml-lab[tflite]'") from None
 from ..graph import Graph, Node, Tensor
 from ..kernels.fixedpoint import SOFTMAX_OUTPUT_SCALE, SOFTMAX_OUTPUT_ZERO_POINT
-from .files import check_file, write_atomic
+from ..files import check_file, write_atomic
 from .prepare import lower_explicit_padding, require_int8, window_padding, with_float_edges
 
 SCHEMA_VERSION = 3

@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 
 from ..errors import FileFormatError
+from ..files import check_file
 from ..graph import Graph
 
 FORMATS = (".npz", ".onnx")
@@ -27,16 +28,7 @@ def check_writable(path: str | os.PathLike) -> Path:
         raise FileFormatError(f"cannot write the model to {target}: it is a folder; give a file name")
     if target.suffix not in FORMATS:
         target = target.with_name(target.name + ".npz")
-    if target.is_dir():
-        raise FileFormatError(f"cannot write the model to {target}: it is a folder; give a file name")
-    folder = target.parent if str(target.parent) else Path(".")
-    if not folder.is_dir():
-        raise FileFormatError(f"cannot write the model to {target}: folder {folder} does not exist")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise FileFormatError(f"cannot write the model to {target}: folder {folder} is not writable")
-    if target.exists() and not os.access(target, os.W_OK):
-        raise FileFormatError(f"cannot write the model to {target}: the file exists and is read-only")
-    return target
+    return check_file(target, "model")
 
 
 def save_model(graph: Graph, path: str | os.PathLike) -> Path:

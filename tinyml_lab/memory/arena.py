@@ -108,7 +108,6 @@ class ArenaInterpreter:
         return step
 
     def _prepare_inplace(self, node: Node, src: str, ins: list[Tensor], out: Tensor, int8: bool):
-        g = self.graph
         if node.op in ("Reshape", "Flatten"):
             return lambda: None  # same bytes, another shape
         if node.op == "DepthwiseConv2D":

@@ -1,6 +1,6 @@
-"""Writing export files safely: check the destination first, then write atomically.
+"""Writing files safely: check the destination first, then write atomically.
 
-Every exporter checks where it will write *before* it builds anything
+Every writer (saving a graph, the exporters, the CLI) checks where it will write *before* it builds anything
 (:func:`check_file`, :func:`check_folder`), so a bad path fails fast and
 leaves nothing behind. Files are then written to a temporary file in the same
 folder and moved into place with ``os.replace`` (:func:`write_atomic`,
@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Mapping
 
-from ..errors import FileFormatError
+from .errors import FileFormatError
 
 
 def check_file(path: str | os.PathLike, what: str) -> Path:
