@@ -1,0 +1,71 @@
+"""MLOps: the data, evaluation and operations side of an ML system.
+
+Each module is small and named for what it holds. Names are exported lazily:
+``from tinyml_lab.mlops import stratified_sample`` imports only
+:mod:`~tinyml_lab.mlops.sampling`, so a notebook that needs one tool does not pay
+for the rest (scikit-learn, scipy, matplotlib are imported where they are used).
+
+* :mod:`~tinyml_lab.mlops.sampling`: simple random, stratified, weighted,
+  reservoir (Algorithms R and L) and importance sampling;
+* :mod:`~tinyml_lab.mlops.labeling`: labeling functions, label matrix statistics,
+  majority vote and a Dawid-Skene label model;
+* :mod:`~tinyml_lab.mlops.active`: active learning by uncertainty, margin and entropy;
+* :mod:`~tinyml_lab.mlops.imbalance`: class weights, over/under-sampling, SMOTE, focal loss;
+* :mod:`~tinyml_lab.mlops.leakage`: train/test leakage detectors and their report;
+* :mod:`~tinyml_lab.mlops.importance`: permutation feature importance;
+* :mod:`~tinyml_lab.mlops.evaluation`: slice metrics, baselines, invariance and directional tests;
+* :mod:`~tinyml_lab.mlops.calibration`: reliability diagrams, ECE/MCE, temperature scaling.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+# public name -> module (relative to this package) that defines it
+_EXPORTS: dict[str, str] = {
+    # sampling
+    "simple_random_sample": "sampling", "stratified_sample": "sampling", "stratified_split": "sampling",
+    "allocate_largest_remainder": "sampling", "weighted_sample": "sampling", "Reservoir": "sampling",
+    "reservoir_sample": "sampling", "ImportanceEstimate": "sampling", "importance_sampling": "sampling",
+    "effective_sample_size": "sampling",
+    # labeling and active learning
+    "ABSTAIN": "labeling", "LabelingFunction": "labeling", "labeling_function": "labeling",
+    "apply_lfs": "labeling", "LFSummary": "labeling", "lf_summary": "labeling",
+    "MajorityVoteLabelModel": "labeling", "LabelModel": "labeling",
+    "least_confidence": "active", "margin_score": "active", "entropy_score": "active",
+    "query_indices": "active", "LearningCurve": "active", "active_learning_curve": "active",
+    # class imbalance
+    "class_weights": "imbalance", "sample_weights": "imbalance", "random_oversample": "imbalance",
+    "random_undersample": "imbalance", "smote": "imbalance", "focal_loss": "imbalance",
+    "focal_loss_grad": "imbalance",
+    # leakage
+    "LeakageFinding": "leakage", "LeakageReport": "leakage", "find_duplicates": "leakage",
+    "check_duplicates": "leakage", "check_time_split": "leakage", "check_feature_times": "leakage",
+    "check_scaler": "leakage", "check_target_leakage": "leakage", "detect_leakage": "leakage",
+    # feature importance
+    "PermutationImportance": "importance", "permutation_importance": "importance",
+    # offline evaluation
+    "SliceReport": "evaluation", "slice_metrics": "evaluation", "MajorityClassBaseline": "evaluation",
+    "StratifiedBaseline": "evaluation", "BehaviourTestResult": "evaluation", "invariance_test": "evaluation",
+    "directional_test": "evaluation",
+    "softmax": "calibration", "nll": "calibration", "ReliabilityDiagram": "calibration",
+    "reliability_diagram": "calibration", "expected_calibration_error": "calibration",
+    "maximum_calibration_error": "calibration", "plot_reliability": "calibration",
+    "TemperatureScaling": "calibration",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
