@@ -15,6 +15,8 @@ for the rest (scikit-learn, scipy, matplotlib are imported where they are used).
 * :mod:`~tinyml_lab.mlops.importance`: permutation feature importance;
 * :mod:`~tinyml_lab.mlops.evaluation`: slice metrics, baselines, invariance and directional tests;
 * :mod:`~tinyml_lab.mlops.calibration`: reliability diagrams, ECE/MCE, temperature scaling.
+* :mod:`~tinyml_lab.mlops.drift`: drift detectors (KS, PSI, chi-square, MMD, BBSE label shift)
+  and streaming change detectors (Page-Hinkley, ADWIN).
 """
 
 from __future__ import annotations
@@ -53,6 +55,9 @@ _EXPORTS: dict[str, str] = {
     "reliability_diagram": "calibration", "expected_calibration_error": "calibration",
     "maximum_calibration_error": "calibration", "plot_reliability": "calibration",
     "TemperatureScaling": "calibration",
+    # drift detection
+    "DriftResult": "drift", "KSDrift": "drift", "PSIDrift": "drift", "ChiSquareDrift": "drift",
+    "MMDDrift": "drift", "BBSEDrift": "drift", "PageHinkley": "drift", "ADWIN": "drift",
 }
 
 __all__ = sorted(_EXPORTS)
