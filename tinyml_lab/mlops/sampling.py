@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import AttributeValueError, DataError, ShapeError
-from ._validate import as_finite, as_labels, choice, fraction, positive_int
+from ._validate import as_finite, choice, fraction, positive_int
 
 __all__ = [
     "simple_random_sample", "allocate_largest_remainder", "stratified_sample", "stratified_split",
