@@ -34,7 +34,7 @@ _EXPORTS: dict[str, str] = {
     # labeling and active learning
     "ABSTAIN": "labeling", "LabelingFunction": "labeling", "labeling_function": "labeling",
     "apply_lfs": "labeling", "LFSummary": "labeling", "lf_summary": "labeling",
-    "MajorityVoteLabelModel": "labeling", "LabelModel": "labeling",
+    "MajorityVoteLabelModel": "labeling", "LabelModel": "labeling", "suggest_groups": "labeling",
     "least_confidence": "active", "margin_score": "active", "entropy_score": "active",
     "query_indices": "active", "LearningCurve": "active", "active_learning_curve": "active",
     # class imbalance
