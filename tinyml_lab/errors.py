@@ -66,3 +66,8 @@ class ModelImportError(TinyMLError, ValueError):
     def __init__(self, message: str, problems: list[tuple[str, str]] | None = None):
         super().__init__(message)
         self.problems = list(problems or [])
+
+
+class GradingError(TinyMLError, ValueError):
+    """A lab notebook breaks the grading conventions (markers, grading metadata), or a submission
+    cannot be read as a notebook."""
