@@ -361,15 +361,26 @@ class ModelSlot:
             t.data = a.copy()
         return g
 
-    def rollback(self) -> bool:
-        """Go back to the previous model (no bytes needed: it is still stored); False if there is none."""
+    def swap(self) -> bool:
+        """Run the stored previous model and keep the running one as previous (a dual-bank switch, no
+        bytes); False if there is no previous model."""
         if self.previous is None:
             return False
         current = (self.graph, self.version, self.sha256)
         self.graph, self.version, self.sha256 = self.previous
         self.previous = current
+        return True
+
+    def rollback(self) -> bool:
+        """Go back to the previous model (no bytes needed: it is still stored), logged; False if there is none."""
+        if not self.swap():
+            return False
         self.log.append(InstallRecord(self.version, True, "rollback", 0, "rollback"))
         return True
+
+    def holds(self, version: str) -> bool:
+        """Whether ``version`` is stored, running or previous."""
+        return self.version == version or (self.previous is not None and self.previous[1] == version)
 
 
 def _claimed_version(blob: bytes) -> str:
