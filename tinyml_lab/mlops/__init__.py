@@ -45,6 +45,7 @@ _EXPORTS: dict[str, str] = {
     "LeakageFinding": "leakage", "LeakageReport": "leakage", "find_duplicates": "leakage",
     "check_duplicates": "leakage", "check_time_split": "leakage", "check_feature_times": "leakage",
     "check_scaler": "leakage", "check_target_leakage": "leakage", "detect_leakage": "leakage",
+    "find_near_duplicates": "leakage", "single_feature_scores": "leakage",
     # feature importance
     "PermutationImportance": "importance", "permutation_importance": "importance",
     # offline evaluation
