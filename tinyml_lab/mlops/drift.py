@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 import numpy as np
-from scipy import stats
+from scipy import special, stats
 
 from ..errors import AttributeValueError, DataError, ShapeError
 
@@ -200,19 +200,27 @@ def ks_statistic(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.abs(fa - fb).max())
 
 
-def ks_p_value(d: float, n: int, m: int) -> float:
-    """Asymptotic two-sided p-value of the KS statistic: $P(D_{e} \\ge d)$ for the one-sample
-    Kolmogorov distribution with $e = \\mathrm{round}(nm/(n+m))$ (Smirnov's approximation)."""
-    en = round(n * m / (n + m))
-    return float(np.clip(stats.kstwo.sf(d, max(en, 1)), 0.0, 1.0))
+def ks_p_value(d: Any, n: int, m: int) -> Any:
+    """Two-sided p-value of the two-sample KS statistic by Stephens' approximation:
+    $Q_{KS}((\\sqrt{e} + 0.12 + 0.11/\\sqrt{e})\\,d)$ with $e = nm/(n+m)$ and $Q_{KS}$ the Kolmogorov
+    survival function (Stephens 1970). For sample sizes from 20 it is within 0.025 of the
+    finite-sample Kolmogorov distribution ``scipy.stats.kstwo.sf(d, round(e))`` that
+    ``ks_2samp(method="asymp")`` uses, and within 0.007 where that p-value is below 0.2, for a
+    small fraction of its cost.
+
+    Args:
+        d: statistic(s); n, m: the two sample sizes.
+    """
+    e = math.sqrt(n * m / (n + m))
+    return np.clip(special.kolmogorov((e + 0.12 + 0.11 / e) * np.asarray(d, dtype=np.float64)), 0.0, 1.0)
 
 
 class KSDrift:
     """Kolmogorov-Smirnov test per feature: $D_j = \\sup_x |F^{ref}_j(x) - F^{win}_j(x)|$, drift when
     the smallest corrected p-value is <= alpha.
 
-    The p-value is Smirnov's asymptotic one (as ``scipy.stats.ks_2samp(method="asymp")``), good from a
-    few tens of samples per side; with ties (discrete features) the test is conservative.
+    The p-value is asymptotic (:func:`ks_p_value`), good from a few tens of samples per side; the
+    statistic is discrete, so the test is slightly conservative, more so with ties (discrete features).
 
     Args:
         alpha: significance level of the whole test (all features), in (0, 1).
@@ -240,8 +248,14 @@ class KSDrift:
         win = _as_samples(window, "KSDrift", "window")
         _check_features("KSDrift", win, self.n_features_)
         n, m = self.reference_.shape[0], win.shape[0]
-        d = np.array([ks_statistic(self.reference_[:, j], win[:, j]) for j in range(self.n_features_)])
-        p = np.array([ks_p_value(dj, n, m) for dj in d])
+        win = np.sort(win, axis=0)
+        d = np.empty(self.n_features_)
+        for j in range(self.n_features_):
+            a, b = self.reference_[:, j], win[:, j]
+            pooled = np.concatenate([a, b])
+            d[j] = np.abs(np.searchsorted(a, pooled, side="right") / n
+                          - np.searchsorted(b, pooled, side="right") / m).max()
+        p = ks_p_value(d, n, m)
         return _multi_feature_result("ks", d, p, self.alpha, self.correction)
 
 
@@ -278,7 +292,8 @@ class PSIDrift:
         _check_unit("PSIDrift", "eps", self.eps)
         ref = _as_samples(reference, "PSIDrift", "reference")
         qs = np.linspace(0, 1, self.n_bins + 1)[1:-1]
-        self.edges_ = [np.unique(np.quantile(ref[:, j], qs)) for j in range(ref.shape[1])]
+        cuts = np.quantile(ref, qs, axis=0).reshape(qs.size, ref.shape[1])
+        self.edges_ = [np.unique(cuts[:, j]) for j in range(ref.shape[1])]
         self.reference_proportions_ = [self._proportions(ref[:, j], e) for j, e in enumerate(self.edges_)]
         self.n_reference_ = ref.shape[0]
         self.n_features_ = ref.shape[1]
