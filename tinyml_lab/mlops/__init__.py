@@ -49,7 +49,8 @@ _EXPORTS: dict[str, str] = {
     # feature importance
     "PermutationImportance": "importance", "permutation_importance": "importance",
     # offline evaluation
-    "SliceReport": "evaluation", "slice_metrics": "evaluation", "MajorityClassBaseline": "evaluation",
+    "SliceReport": "evaluation", "SliceMetrics": "evaluation", "classification_metrics": "evaluation",
+    "slice_metrics": "evaluation", "MajorityClassBaseline": "evaluation",
     "StratifiedBaseline": "evaluation", "BehaviourTestResult": "evaluation", "invariance_test": "evaluation",
     "directional_test": "evaluation",
     "softmax": "calibration", "nll": "calibration", "ReliabilityDiagram": "calibration",
