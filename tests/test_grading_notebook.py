@@ -64,14 +64,16 @@ def test_hidden_tests_are_removed_with_their_markers():
     source = ("check_true(f(1) == 2, 'f(1)')\n### BEGIN HIDDEN TESTS\ncheck_true(f(2) == 4, 'f(2)')\n"
               "### END HIDDEN TESTS\n")
     assert remove_hidden_tests(source) == "check_true(f(1) == 2, 'f(1)')"
-    indented = "for k in range(2):\n    check_true(k < 2, 'k')\n    ### BEGIN HIDDEN TESTS\n    secret()\n    ### END HIDDEN TESTS"
+    indented = ("for k in range(2):\n    check_true(k < 2, 'k')\n    ### BEGIN HIDDEN TESTS\n    secret()\n"
+                "    ### END HIDDEN TESTS")
     assert remove_hidden_tests(indented) == "for k in range(2):\n    check_true(k < 2, 'k')"
 
 
 @pytest.mark.parametrize("source, words", [
     ("### BEGIN SOLUTION\nx = 1", "never closed"),
     ("x = 1\n### END SOLUTION", "without a '### BEGIN SOLUTION'"),
-    ("### BEGIN SOLUTION\n### BEGIN SOLUTION\n### END SOLUTION\n### END SOLUTION", "inside the region opened at line 1"),
+    ("### BEGIN SOLUTION\n### BEGIN SOLUTION\n### END SOLUTION\n### END SOLUTION",
+     "inside the region opened at line 1"),
 ])
 def test_unbalanced_solution_markers(source, words):
     with pytest.raises(GradingError, match=words):

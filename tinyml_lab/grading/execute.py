@@ -122,10 +122,11 @@ class KernelSession:
 
     # ------------------------------------------------------------------ lifetime
     def __enter__(self) -> "KernelSession":
+        self._tmp = tempfile.TemporaryDirectory(prefix="tinyml-lab-kernel-")
         if self._cwd is None:
-            self._tmp = tempfile.TemporaryDirectory(prefix="tinyml-lab-kernel-")
             self._cwd = self._tmp.name
-        self._log = open(Path(self._cwd) / ".kernel.log", "wb")  # noqa: SIM115 (closed in __exit__)
+        self._log_path = Path(self._tmp.name) / "kernel.log"  # the kernel's own stdout and stderr
+        self._log = open(self._log_path, "wb")  # noqa: SIM115 (closed in __exit__)
         self.notebook = nbformat.v4.new_notebook()
         self.notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
         km = AsyncKernelManager(kernel_name="python3", kernel_spec_manager=_ThisPython(), log=_QUIET)
@@ -133,7 +134,7 @@ class KernelSession:
                                interrupt_on_timeout=True, record_timing=False, shutdown_kernel="immediate",
                                startup_timeout=math.ceil(self.startup_timeout), log=_QUIET,
                                resources={"metadata": {"path": str(self._cwd)}})
-        env = dict(os.environ, **THREAD_ENV, PYDEVD_DISABLE_FILE_VALIDATION="1", MPLBACKEND="agg")
+        env = dict(os.environ, **THREAD_ENV, PYDEVD_DISABLE_FILE_VALIDATION="1")
         env.pop("JPY_PARENT_PID", None)
         self._ctx = self._client.setup_kernel(env=env, cleanup_kc=True, stdout=self._log, stderr=self._log)
         self._started = time.monotonic()
@@ -185,7 +186,7 @@ class KernelSession:
     def _kernel_log_tail(self) -> str:
         try:
             self._log.flush()
-            lines = [ln.strip() for ln in (Path(self._cwd) / ".kernel.log").read_text(errors="replace").splitlines()]
+            lines = [ln.strip() for ln in self._log_path.read_text(errors="replace").splitlines()]
         except OSError:
             return ""
         lines = [ln for ln in lines if ln and "without encryption" not in ln and not ln.startswith("[IPKernelApp]")]
