@@ -16,7 +16,9 @@ for the rest (scikit-learn, scipy, matplotlib are imported where they are used).
 * :mod:`~tinyml_lab.mlops.evaluation`: slice metrics, baselines, invariance and directional tests;
 * :mod:`~tinyml_lab.mlops.calibration`: reliability diagrams, ECE/MCE, temperature scaling.
 * :mod:`~tinyml_lab.mlops.drift`: drift detectors (KS, PSI, chi-square, MMD, BBSE label shift)
-  and streaming change detectors (Page-Hinkley, ADWIN).
+  and streaming change detectors (Page-Hinkley, ADWIN);
+* :mod:`~tinyml_lab.mlops.monitoring`: the metrics store on SQLite (predictions, feature summaries,
+  events), window queries, drift checks and alert rules; :mod:`~tinyml_lab.mlops.dashboard` draws it.
 """
 
 from __future__ import annotations
@@ -60,6 +62,9 @@ _EXPORTS: dict[str, str] = {
     # drift detection
     "DriftResult": "drift", "KSDrift": "drift", "PSIDrift": "drift", "ChiSquareDrift": "drift",
     "MMDDrift": "drift", "BBSEDrift": "drift", "PageHinkley": "drift", "ADWIN": "drift",
+    # monitoring
+    "MetricsStore": "monitoring", "AlertRule": "monitoring", "Alert": "monitoring",
+    "PredictionWindow": "monitoring", "dashboard": "dashboard",
 }
 
 __all__ = sorted(_EXPORTS)
