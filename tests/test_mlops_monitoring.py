@@ -167,6 +167,8 @@ def test_alert_rules(store):
     assert rules[0].evaluate(store, now=999, record=False)
     assert AlertRule("x", "accuracy", "<", 0.8, window_s=100, min_count=41).evaluate(store, record=False) == []
     assert store.evaluate([AlertRule("v2 accuracy", "accuracy", "<", 0.8, model_version="v2")], record=False)
+    by_count = AlertRule("drift, last 100", "drift", detector=KSDrift(), reference=(0, 500), window_n=100)
+    assert [a.device_id for a in by_count.evaluate(store, record=False)] == ["b"]
 
 
 def test_failed_batch_leaves_nothing(store):

@@ -197,9 +197,11 @@ class PredictionWindow:
 class AlertRule:
     """Fire when ``metric op threshold`` over the latest window (per device unless ``per_device`` is False).
 
-    ``metric="drift"`` runs ``detector`` (a window detector of :mod:`~tinyml_lab.mlops.drift`) on the
-    ``source`` of the ``reference`` time range against the latest window, and fires when it reports
-    drift (``op`` and ``threshold`` are not used then).
+    ``metric="drift"`` fits ``detector`` (a window detector of :mod:`~tinyml_lab.mlops.drift`) on the
+    ``source`` of the ``reference`` time range and tests the latest window (without ``window_s`` or
+    ``window_n``: everything after the reference), per device; it fires when the detector reports
+    drift (``op`` and ``threshold`` are not used then). A device without data in either range gets
+    no verdict.
 
     Args:
         name: the alert's name, recorded with it.
@@ -846,9 +848,12 @@ class MetricsStore:
         end = np.nextafter(now, np.inf)
         where = f"device {device}" if device else "the fleet"
         if rule.metric == "drift":
+            if rule.window_n is not None:  # the time span of the latest window_n predictions
+                latest = self.window(device, rule.model_version, None, float(end), rule.window_n)
+                start = float(latest.timestamp[0]) if len(latest) else None
+            current = (rule.reference[1] if start is None else start, float(end))
             try:
-                res = self.check_drift(rule.detector, rule.reference, (start if start is not None else rule.reference[1],
-                                                                      float(end)), rule.source, device,
+                res = self.check_drift(rule.detector, rule.reference, current, rule.source, device,
                                        rule.model_version, record=False)
             except DataError:
                 return None  # no data for this device in one of the ranges: no verdict
