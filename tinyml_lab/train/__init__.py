@@ -24,7 +24,10 @@ The pieces, each in its own module:
 * :mod:`~tinyml_lab.train.memory`: the compiled step's buffers in the int8
   convention, planned into one arena, and the full / sparse / reordered ladder;
 * :mod:`~tinyml_lab.train.search`: contribution analysis, the evolutionary
-  search under a memory budget, and the comparison with "last k layers".
+  search under a memory budget, and the comparison with "last k layers";
+* :mod:`~tinyml_lab.train.dpsgd`: DP-SGD (per-example gradients, clipping,
+  Gaussian noise, Poisson sampling) with :func:`dp_fit`, whose history
+  reports the epsilon spent.
 
 >>> from tinyml_lab import zoo
 >>> from tinyml_lab.data import load_digits
@@ -38,6 +41,7 @@ The pieces, each in its own module:
 
 from .autodiff import BackwardGraph, BackwardStep, Gradients, Tape
 from .compiler import CompiledStep, compile_step, fit_compiled, plain_step
+from .dpsgd import clip_gradients, dp_fit, dp_gradient, per_example_gradients
 from .diagnostics import format_ratios, gradient_ratios, plot_gradient_ratios
 from .fit import DivergenceError, History, evaluate, fit
 from .optim import SGD, Adam, Optimizer, cosine_decay, make_optimizer
@@ -57,4 +61,5 @@ __all__ = [
     "SparseScheme", "Selection", "SchemeError", "BudgetError", "parse_budget",
     "CompiledStep", "compile_step", "fit_compiled", "plain_step",
     "training_memory", "memory_ladder", "contribution_analysis", "search_scheme",
+    "dp_fit", "dp_gradient", "per_example_gradients", "clip_gradients",
 ]
