@@ -144,7 +144,7 @@ def maximum_calibration_error(probs: Any, labels: Any, n_bins: int = 15) -> floa
 
 def plot_reliability(diagram: ReliabilityDiagram, ax: Any = None, title: str | None = None, color: str = "#1b9e77",
                      show_counts: bool = True) -> Any:
-    """Draw a reliability diagram: accuracy bars per bin, the gap to the diagonal shaded, ECE in the legend.
+    """Draw a reliability diagram: accuracy bars per bin, the gap to the mean confidence hatched, ECE in the legend.
 
     Args:
         diagram: from :func:`reliability_diagram`.
@@ -171,8 +171,8 @@ def plot_reliability(diagram: ReliabilityDiagram, ax: Any = None, title: str | N
         ax.bar(edges[b], diagram.accuracy[b], width=width[b], align="edge", color=color, alpha=float(alpha[b]),
                edgecolor="black", linewidth=0.5, label="accuracy" if b == np.flatnonzero(filled)[0] else None)
         lo, hi = sorted((diagram.accuracy[b], diagram.confidence[b]))
-        ax.bar(edges[b], hi - lo, bottom=lo, width=width[b], align="edge", color="#d95f02", alpha=0.3,
-               label="gap" if b == np.flatnonzero(filled)[0] else None)
+        ax.bar(edges[b], hi - lo, bottom=lo, width=width[b], align="edge", fill=False, hatch="///",
+               edgecolor="#d95f02", linewidth=0, label="gap" if b == np.flatnonzero(filled)[0] else None)
     ax.plot([0, 1], [0, 1], "k--", linewidth=1, label="perfect calibration")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
