@@ -289,7 +289,8 @@ class Rollout:
 
 
 class Direct(Rollout):
-    """No strategy: every device serves the candidate from the first step."""
+    """No strategy: every device serves the candidate from the first step; promoted as soon as it serves
+    anywhere (a device that could not install it keeps asking for it)."""
 
     name = "none"
 
@@ -297,6 +298,8 @@ class Direct(Rollout):
         return Route(self.candidate_)
 
     def _decide(self, step: int) -> Decision | None:
+        if self.counts_.n(self.candidate_) == 0:
+            return None
         return self._end(step, "promoted", "promote", "pushed to every device at once")
 
 

@@ -90,7 +90,8 @@ def public_key(key):
         return key.public_key()
     if isinstance(key, (bytes, bytearray)) and len(key) == 32:
         return Ed25519PublicKey.from_public_bytes(bytes(key))
-    raise TinyMLError(f"expected an Ed25519 key (private, public, or 32 raw public-key bytes), got {type(key).__name__}")
+    raise TinyMLError(f"expected an Ed25519 key (private, public, or 32 raw public-key bytes), "
+                      f"got {type(key).__name__}")
 
 
 def public_key_bytes(key) -> bytes:
@@ -180,7 +181,8 @@ class Manifest:
 
     @property
     def result(self) -> str:
-        """SHA-256 of the model a device runs after installing: the payload for ``full``, ``result_sha256`` for a patch."""
+        """SHA-256 of the model a device runs after installing it: the payload's for ``full``,
+        ``result_sha256`` for a patch."""
         return self.sha256 if self.kind == "full" else str(self.result_sha256)
 
 

@@ -142,11 +142,17 @@ class DigitsSource:
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.x_stream.shape[1:])
 
+    deterministic = ("rotate", "invert")
+
     def shift(self, x: np.ndarray, kind: str, strength: float | None, seed: int) -> np.ndarray:
         """``x`` shifted by ``kind`` at ``strength`` (its default if None), noise seeded by ``seed``."""
         from ..data import apply_shift
 
         return apply_shift(x, kind, strength, seed)
+
+    def shifted_pool(self, kind: str, strength: float | None) -> np.ndarray:
+        """The whole stream pool shifted by a deterministic ``kind`` (computed once, then reused)."""
+        return _cached_pool(self, kind, strength)
 
 
 class VibrationSource:
@@ -200,6 +206,12 @@ class VibrationSource:
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.x_stream.shape[1:])
 
+    deterministic = ("gain",)
+
+    def shifted_pool(self, kind: str, strength: float | None) -> np.ndarray:
+        """The whole stream pool shifted by a deterministic ``kind`` (computed once, then reused)."""
+        return _cached_pool(self, kind, strength)
+
     def shift(self, x: np.ndarray, kind: str, strength: float | None, seed: int) -> np.ndarray:
         """``gain``: ``x + g`` dB; ``noise``: ``x + N(0, sigma^2)`` dB, seeded by ``seed``."""
         if kind not in self.shifts:
@@ -217,6 +229,18 @@ class VibrationSource:
 
 
 SOURCES = {"digits": DigitsSource, "vibration": VibrationSource}
+
+
+def _cached_pool(source, kind: str, strength: float | None) -> np.ndarray:
+    """A deterministic shift acts on each sample alone, so shifting the pool once and indexing it gives
+    the same values as shifting every batch."""
+    if kind not in source.deterministic:
+        raise AttributeValueError(f"the {kind!r} shift is random per sample; shift each batch instead")
+    cache = source.__dict__.setdefault("_shifted", {})
+    key = (kind, None if strength is None else float(strength))
+    if key not in cache:
+        cache[key] = source.shift(source.x_stream, kind, strength, 0)
+    return cache[key]
 
 
 # --------------------------------------------------------------------------- streams
@@ -308,7 +332,11 @@ class DeviceStream:
             idx[shifted] = [self._by_class[c][rng.integers(0, len(self._by_class[c]))] for c in classes]
         x = src.x_stream[idx].copy()
         if self.shift_kind is not None and shifted.any():
-            x[shifted] = src.shift(x[shifted], self.shift_kind, self.strength, int(rng.integers(0, 2**31 - 1)))
+            noise_seed = int(rng.integers(0, 2**31 - 1))
+            if self.shift_kind in src.deterministic:
+                x[shifted] = src.shifted_pool(self.shift_kind, self.strength)[idx[shifted]]
+            else:
+                x[shifted] = src.shift(x[shifted], self.shift_kind, self.strength, noise_seed)
         return Batch(t, self.device_id, x, src.y_stream[idx].copy(), shifted, p)
 
     def __iter__(self) -> Iterator[Batch]:
