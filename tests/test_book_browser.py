@@ -12,6 +12,7 @@ browser, its driver, selenium or the built book is missing (build it with
 from __future__ import annotations
 
 import functools
+import importlib.util
 import http.server
 import shutil
 import threading
@@ -28,9 +29,7 @@ LOAD_TIMEOUT = 60  # seconds for a page, its math and its images; generous for a
 
 def _missing() -> str | None:
     """Why the browser test cannot run here, or None."""
-    try:
-        import selenium  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("selenium") is None:
         return "selenium is not installed (pip install -r requirements.txt)"
     for exe in ("chromium", "chromedriver"):
         if shutil.which(exe) is None:
@@ -70,8 +69,9 @@ def browser():
 
     options = webdriver.ChromeOptions()
     options.binary_location = shutil.which("chromium")
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--window-size=1280,900", "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1"):
+    offline = "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1"
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,900",
+                 offline):
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
     driver = webdriver.Chrome(options=options, service=Service(shutil.which("chromedriver")))
