@@ -22,7 +22,8 @@ from .report import format_bytes, format_table, print_json
 # ``func`` to a function taking the parsed arguments (raising TinyMLError on bad input).
 VERB_MODULES: list[str] = ["tinyml_lab.memory.commands", "tinyml_lab.mcu.commands", "tinyml_lab.train.commands",
                            "tinyml_lab.export.commands", "tinyml_lab.quant.commands", "tinyml_lab.compress.commands",
-                           "tinyml_lab.grading.commands"]
+                           "tinyml_lab.grading.commands", "tinyml_lab.mlops.privacy_commands",
+                           "tinyml_lab.mlops.fleet_commands"]
 
 
 # --------------------------------------------------------------------------- verbs
