@@ -19,6 +19,12 @@ for the rest (scikit-learn, scipy, matplotlib are imported where they are used).
   and streaming change detectors (Page-Hinkley, ADWIN);
 * :mod:`~tinyml_lab.mlops.monitoring`: the metrics store on SQLite (predictions, feature summaries,
   events), window queries, drift checks and alert rules; :mod:`~tinyml_lab.mlops.dashboard` draws it.
+* :mod:`~tinyml_lab.mlops.accountant`: the Rényi-DP accountant of DP-SGD (sampled Gaussian
+  mechanism, classic and improved conversions, noise for a target epsilon);
+* :mod:`~tinyml_lab.mlops.federated`: federated averaging over simulated clients (IID and
+  Dirichlet non-IID partitions, client-level DP, bytes per round);
+* :mod:`~tinyml_lab.mlops.fairness`: demographic parity, equalized odds, equal opportunity, FairnessReport;
+* :mod:`~tinyml_lab.mlops.model_card`: model cards measured by the engine (Markdown, HTML).
 """
 
 from __future__ import annotations
@@ -28,6 +34,15 @@ from typing import Any
 
 # public name -> module (relative to this package) that defines it
 _EXPORTS: dict[str, str] = {
+    # privacy and responsible AI
+    "RDPAccountant": "accountant", "PrivacySpent": "accountant", "dp_epsilon": "accountant",
+    "compute_rdp": "accountant", "rdp_to_epsilon": "accountant", "noise_multiplier_for": "accountant",
+    "FedAvg": "federated", "Client": "federated", "make_clients": "federated", "partition_iid": "federated",
+    "partition_dirichlet": "federated", "label_skew": "federated",
+    "FairnessReport": "fairness", "GroupCounts": "fairness", "confusion_by_group": "fairness",
+    "demographic_parity_difference": "fairness", "demographic_parity_ratio": "fairness",
+    "equalized_odds_difference": "fairness", "equal_opportunity_difference": "fairness",
+    "per_class_gaps": "fairness", "ModelCard": "model_card", "build_model_card": "model_card",
     # sampling
     "simple_random_sample": "sampling", "stratified_sample": "sampling", "stratified_split": "sampling",
     "allocate_largest_remainder": "sampling", "weighted_sample": "sampling", "Reservoir": "sampling",
