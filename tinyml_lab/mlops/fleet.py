@@ -414,6 +414,7 @@ class Fleet:
         self.version_info[cand]["status"] = r.status_
         self.rollouts.append(r.summary())
         if r.status_ == "promoted":
+            self.version_info[self.version]["status"] = "replaced"
             self.version = cand
             u = self.updates.get(cand)
             self.state = ModelState(cand, self.graphs[cand], u.float_graph if u is not None else self.state.float_graph,
