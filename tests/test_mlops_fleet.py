@@ -199,3 +199,25 @@ def test_stepping_past_the_end():
     f.run()
     with pytest.raises(AttributeValueError, match="all have run"):
         f.step()
+
+
+def test_metrics_store_receives_the_fleet():
+    from tinyml_lab.mcu import latency_ms
+    from tinyml_lab.mlops.monitoring import MetricsStore
+
+    store = MetricsStore(":memory:")
+    f = Fleet(devices=3, steps=6, drift="none", strategy="none", stage="manual", store=store)
+    for _ in range(4):
+        f.step()
+    r = f.report()
+    assert store.devices() == ["0", "1", "2"]
+    w = store.window(device="1")
+    assert len(w) == 4 * 8 and int(w.labelled.sum()) == 4 * 4  # half of each batch of eight is labelled
+    for t in range(4):
+        at = w.confidence[w.timestamp == t]
+        assert at.mean() == pytest.approx(r.confidence[t, 1], abs=1e-6)
+    assert w.latency_ms[0] == pytest.approx(latency_ms(f.graphs["v1"], "nrf52840"))
+    f.release(bad_model(f))
+    f.step()
+    assert [e["kind"] for e in store.events()] == ["release", "promote"]
+    assert set(store.window(device="0", start=4).model_version) == {"v2"}

@@ -62,6 +62,17 @@ def test_plot_into_a_missing_folder_fails_before_running(capsys, tmp_path):
     assert code == 2 and "does not exist" in err and out == ""
 
 
+def test_metrics_database(capsys, tmp_path):
+    from tinyml_lab.mlops.monitoring import MetricsStore
+
+    db = tmp_path / "fleet.db"
+    code, _, err = run_cli(capsys, "fleet", "simulate", "--devices", "2", "--steps", "3", "--drift", "none",
+                           "--strategy", "none", "--quiet", "--metrics-db", str(db))
+    assert code == 0, err
+    with MetricsStore(db) as store:
+        assert store.devices() == ["0", "1"] and len(store.window()) == 2 * 3 * 8
+
+
 def test_help_lists_the_choices(capsys):
     with pytest.raises(SystemExit):
         main(["fleet", "simulate", "--help"])

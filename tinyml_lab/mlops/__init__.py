@@ -25,6 +25,10 @@ for the rest (scikit-learn, scipy, matplotlib are imported where they are used).
   Dirichlet non-IID partitions, client-level DP, bytes per round);
 * :mod:`~tinyml_lab.mlops.fairness`: demographic parity, equalized odds, equal opportunity, FairnessReport;
 * :mod:`~tinyml_lab.mlops.model_card`: model cards measured by the engine (Markdown, HTML).
+* the fleet: :mod:`~tinyml_lab.mlops.streams` (per-device drifting streams),
+  :mod:`~tinyml_lab.mlops.signing` (Ed25519-signed update packages), :mod:`~tinyml_lab.mlops.rollout`
+  (shadow, canary, A/B, Thompson sampling), :mod:`~tinyml_lab.mlops.continual` (retraining stages, full
+  and sparse updates, their bytes and energy) and :mod:`~tinyml_lab.mlops.fleet` (the simulation).
 """
 
 from __future__ import annotations
@@ -80,6 +84,18 @@ _EXPORTS: dict[str, str] = {
     # monitoring
     "MetricsStore": "monitoring", "AlertRule": "monitoring", "Alert": "monitoring",
     "PredictionWindow": "monitoring", "dashboard": "dashboard",
+    # the fleet: streams, signed updates, rollouts, continual learning
+    "DriftSchedule": "streams", "DeviceStream": "streams", "DigitsSource": "streams",
+    "VibrationSource": "streams", "make_streams": "streams",
+    "SignatureError": "signing", "signing_key": "signing", "package_model": "signing",
+    "package_patch": "signing", "verify_package": "signing", "ModelSlot": "signing",
+    "Rollout": "rollout", "Direct": "rollout", "Shadow": "rollout", "Canary": "rollout", "ABTest": "rollout",
+    "ThompsonBandit": "rollout", "make_rollout": "rollout", "two_proportion_z": "rollout",
+    "ab_sample_size": "rollout",
+    "ContinualLearner": "continual", "FullRetrain": "continual", "SparseUpdate": "continual",
+    "DriftTriggered": "continual", "Scheduled": "continual", "training_cost": "continual",
+    "radio_energy_mj": "continual",
+    "Fleet": "fleet", "FleetConfig": "fleet", "FleetReport": "fleet", "plot_fleet": "fleet",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -251,14 +251,24 @@ def _r(v: float, digits: int = 6) -> float:
     return round(float(v), digits)
 
 
+def _stats(v: np.ndarray) -> dict[str, float]:
+    v = np.asarray(v, dtype=np.float64)
+    return {"mean": float(v.mean()), "std": float(v.std()), "min": float(v.min()), "max": float(v.max()),
+            "count": int(v.size)}
+
+
 class Fleet:
     """N devices, their streams and model slots, and the cloud side. See the module docstring.
 
     Args:
         config: a :class:`FleetConfig`; keyword arguments override its fields.
+        store: a :class:`~tinyml_lab.mlops.monitoring.MetricsStore` to log into, or None: every
+            device's predictions each step (with the modelled latency of its model on the MCU and the
+            label where one arrives), a per-step feature summary (mean input, confidence), and the
+            events (alarms, releases, rollout decisions, rejected packages); the timestamp is the step.
     """
 
-    def __init__(self, config: FleetConfig | None = None, **overrides):
+    def __init__(self, config: FleetConfig | None = None, store=None, **overrides):
         cfg = FleetConfig(**{**(asdict(config) if config is not None else {}), **overrides}).check()
         self.config = cfg
         self.source, float_graph, int8 = _factory_model()
@@ -303,6 +313,8 @@ class Fleet:
         self.rollbacks = 0
         self.device_train_mj = 0.0
         self.t = 0
+        self.store = store
+        self._latency: dict[str, float] = {}
 
     # ------------------------------------------------------------------ model bookkeeping
     def _interpreter(self, slot: ModelSlot):
@@ -321,6 +333,29 @@ class Fleet:
 
     def _event(self, t: int, kind: str, detail: str, **extra) -> None:
         self.events.append({"step": int(t), "kind": kind, "detail": detail, **extra})
+        if self.store is not None:
+            dev = extra.get("device")
+            self.store.log_event(kind, kind, detail, timestamp=float(t), device_id=None if dev is None else str(dev),
+                                 model_version=extra.get("version"), flagged=kind in ("trigger", "rollback",
+                                                                                      "rejected"))
+
+    def _log_step(self, t: int, batches: list, probs: list) -> None:
+        """Every device's predictions of step ``t`` into the metrics store (labels where they arrive)."""
+        from ..mcu import latency_ms
+
+        k = self.n_labelled
+        for dev, b, p in zip(self.devices, batches, probs):
+            slot = dev.slot
+            if slot.sha256 not in self._latency:
+                self._latency[slot.sha256] = latency_ms(slot.graph, self.config.device)
+            label = np.full(len(b.y), -1, np.int64)
+            label[:k] = b.y[:k]
+            self.store.log_predictions(str(dev.id), slot.version, p.argmax(axis=1), np.clip(p.max(axis=1), 0, 1),
+                                       np.full(len(b.y), self._latency[slot.sha256]), label, float(t))
+            self.store.log_feature_summaries(
+                str(dev.id), float(t), float(t),
+                {"mean_input": _stats(b.x.reshape(len(b.x), -1).mean(axis=1)), "confidence": _stats(p.max(axis=1))},
+                slot.version)
 
     def _package_for(self, slot: ModelSlot, version: str) -> bytes:
         """The patch when the slot runs the patch's base, else the full package (built on first need)."""
@@ -480,6 +515,8 @@ class Fleet:
             ys.append(b.y[:k])
             self.uplink_bytes[t] += k * (int(np.prod(b.x.shape[1:])) + 1)
         self.served.append(served)
+        if self.store is not None:
+            self._log_step(t, batches, probs)
         rolling = self.rollout is not None
         self.learner.observe(t, np.concatenate(xs), np.concatenate(ys), np.concatenate(feats),
                              np.concatenate(errors).astype(np.float64), watch=not rolling)

@@ -87,7 +87,16 @@ def cmd_fleet_simulate(args: argparse.Namespace) -> None:
                       every=args.every, detector=args.detector, tamper_rate=args.tamper_rate,
                       onset_jitter=args.onset_jitter).check()
     target = check_file(args.plot, "figure") if args.plot else None
-    report = Fleet(cfg).run(quiet=args.quiet)
+    store = None
+    if args.metrics_db:
+        from .monitoring import MetricsStore
+
+        store = MetricsStore(args.metrics_db)
+    try:
+        report = Fleet(cfg, store=store).run(quiet=args.quiet)
+    finally:
+        if store is not None:
+            store.close()
     if target is not None:
         import matplotlib
 
@@ -135,6 +144,8 @@ def register(subparsers) -> None:
                    help="probability that a package is damaged in transit (default 0)")
     s.add_argument("--onset-jitter", type=int, default=0, help="devices start drifting up to this many steps late")
     s.add_argument("--plot", default=None, metavar="FILE", help="write the figure (PNG, SVG, PDF) to FILE")
+    s.add_argument("--metrics-db", default=None, metavar="FILE",
+                   help="also log predictions, feature summaries and events to this SQLite metrics store")
     s.add_argument("--json", action="store_true", help="print JSON")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_fleet_simulate)
