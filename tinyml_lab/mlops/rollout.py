@@ -13,7 +13,7 @@ the control stays) or ``"evaluated"`` (a shadow, which never serves).
 * :class:`Direct` (``"none"``): every device serves the candidate at once.
 * :class:`Shadow`: the candidate runs beside the control on every device;
   its predictions are logged and compared (McNemar's exact test on the
-  labelled samples where the two disagree), never served.
+  labelled samples where the two disagree; McNemar 1947), never served.
 * :class:`Canary`: a seeded cohort serves the candidate, growing by
   ``stages``; at each stage, once the cohort has ``min_samples`` labelled
   samples, the candidate's accuracy is compared with the rest of the fleet's
@@ -25,7 +25,7 @@ the control stays) or ``"evaluated"`` (a shadow, which never serves).
   ``n_per_arm`` labelled samples, one two-sided two-proportion z-test
   decides (no peeking before): promote B, keep A, or report no difference.
   :func:`ab_sample_size` gives ``n_per_arm`` for a difference to detect.
-* :class:`ThompsonBandit`: each device, each step, serves the version whose
+* :class:`ThompsonBandit` (Thompson 1933): each device, each step, serves the version whose
   draw from its Beta posterior of accuracy is highest
   (``theta_k ~ Beta(1 + correct_k, 1 + wrong_k)``); traffic concentrates
   on the better version as evidence accrues. It ends when one version's
