@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -335,7 +336,7 @@ def directional_test(score: Callable[[Any], Any], x: Any, perturb: Callable[[Any
         A :class:`BehaviourTestResult`.
     """
     direction = choice(direction, "direction", ("increase", "decrease"))
-    if not isinstance(tolerance, (int, float)) or isinstance(tolerance, bool) or not tolerance >= 0:
+    if not isinstance(tolerance, numbers.Real) or isinstance(tolerance, bool) or not tolerance >= 0:
         raise AttributeValueError(f"tolerance must be a number >= 0, got {tolerance!r}")
     n = len(x)
     if n == 0:

@@ -125,6 +125,7 @@ class LFSummary:
         conflict: share it labels where another LF votes a different class.
         accuracy: share of its votes equal to the gold label (None without gold labels).
         label_coverage: share of examples at least one LF labels.
+        polarity: the classes each LF ever votes for.
     """
 
     names: list[str]

@@ -169,7 +169,7 @@ def check_duplicates(x_train: Any, x_test: Any, decimals: int | None = None,
         pairs = cos[:, :2].astype(np.int64)
         near_parts.append(pairs[[j not in seen for j in pairs[:, 0]]] if pairs.size else pairs)
     if near_parts:
-        near = np.concatenate(near_parts) if near_parts else np.zeros((0, 2), dtype=np.int64)
+        near = np.concatenate(near_parts)
         if near.size:
             _, first = np.unique(near[:, 0], return_index=True)
             near = near[np.sort(first)]

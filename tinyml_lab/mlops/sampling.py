@@ -42,7 +42,7 @@ def _sample_size(n: int, k: int | None, frac: float | None, what: str = "sample"
         frac = fraction(frac, "fraction", high_open=False)
         k = int(math.floor(frac * n + 0.5))
         if k < 1:
-            raise AttributeValueError(f"fraction={frac} of {n} rows rounds to an empty {what}; use a larger fraction")
+            raise AttributeValueError(f"a fraction of {frac} of {n} rows rounds to an empty {what}; use a larger fraction")
     k = positive_int(k, "k")
     if k > n:
         raise AttributeValueError(f"cannot draw k={k} rows without replacement from {n}; use k <= {n}")
@@ -354,7 +354,8 @@ def _per_sample(v: Any, samples: np.ndarray, what: str) -> np.ndarray:
     a = np.asarray(out, dtype=np.float64)
     if a.shape != (samples.shape[0],):
         raise ShapeError(f"{what} must give one value per sample, shape ({samples.shape[0]},); got {a.shape}")
-    if not np.isfinite(a).all() and not (what.startswith("log") and not np.isnan(a).any()):
+    is_log = what.startswith("log")  # a log-density may be -inf (density 0); NaN is never allowed
+    if np.isnan(a).any() or (not is_log and not np.isfinite(a).all()):
         raise DataError(f"{what} holds NaN or infinite values")
     return a
 
