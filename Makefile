@@ -30,8 +30,9 @@ $(ASSETS)/.installed: Makefile
 	rm -rf $(ASSETS)/npm
 	touch $@
 
+# The engine's tests and every lab notebook (executed by nbmake), in parallel.
 test: $(STAMP)
-	$(BIN)/python -m pytest -n auto $(PYTEST_ARGS) tests
+	$(BIN)/python -m pytest -n auto --nbmake --nbmake-timeout=300 --ignore=tests/data $(PYTEST_ARGS) tests labs
 
 clean:
 	rm -rf _build
