@@ -152,6 +152,17 @@ def test_single_feature_score_on_a_categorical_leak():
     assert s[0] == 1.0 and abs(s[1] - 1 / 3) < 0.08
 
 
+def test_a_rare_binary_leak_gets_its_own_bin():
+    # a 0/1 feature equal to a label whose positive class is rarer than one bin (1/n_bins of the rows):
+    # quantile cuts all fall on 0, so without a bin per distinct value the leak would score at chance
+    rng = np.random.default_rng(1)
+    y = (rng.random(2000) < 0.013).astype(int)
+    x = np.column_stack([y.astype(float), rng.normal(size=2000)])
+    s = single_feature_scores(x, y, n_bins=20)
+    assert s[0] == 1.0 and s[1] < 0.7
+    assert [f.kind for f in check_target_leakage(x, y, feature_names=["work_order", "noise"])] == ["target"]
+
+
 # ---------------------------------------------------------------- the report
 
 

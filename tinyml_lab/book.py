@@ -46,6 +46,11 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
+from threadpoolctl import threadpool_limits
+
+# Importing the package has already loaded NumPy, so the variables above come too late for
+# its BLAS pool: cap the running pools too.
+threadpool_limits(1)
 
 SEED = 0
 rng = np.random.default_rng(SEED)

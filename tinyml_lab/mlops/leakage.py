@@ -361,7 +361,11 @@ def single_feature_scores(x: Any, y: Any, n_bins: int = 20, seed: int = 0) -> np
         total = 0.0
         for fit_rows, test_rows in ((folds[0], folds[1]), (folds[1], folds[0])):
             col = xa[fit_rows, j]
-            edges = np.unique(np.quantile(col, np.linspace(0, 1, n_bins + 1)[1:-1]))
+            values = np.unique(col)
+            if values.size <= n_bins:  # one bin per distinct value: cut half-way between neighbours
+                edges = (values[:-1] + values[1:]) / 2
+            else:
+                edges = np.unique(np.quantile(col, np.linspace(0, 1, n_bins + 1)[1:-1]))
             fit_bin = np.searchsorted(edges, col, side="right")
             table = np.zeros((edges.size + 1, k))
             np.add.at(table, (fit_bin, yi[fit_rows]), 1.0)
