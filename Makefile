@@ -5,7 +5,7 @@ STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 JB_ARGS ?=
 
-.PHONY: book assets test clean
+.PHONY: install book assets test clean
 
 # The built book loads no script from a CDN: MathJax comes from a Python package
 # (requirements.txt), require.js and the ipywidgets HTML manager from the npm
@@ -13,6 +13,9 @@ JB_ARGS ?=
 ASSETS       := _build/assets
 REQUIREJS    := requirejs@2.3.7
 HTML_MANAGER := @jupyter-widgets/html-manager@1.0.15
+
+# Everything the book and the tests need, into .venv (repeated only when the dependency lists change).
+install: $(STAMP) $(ASSETS)/.installed
 
 book: $(STAMP) $(ASSETS)/.installed
 	$(BIN)/jupyter-book build . $(JB_ARGS)
