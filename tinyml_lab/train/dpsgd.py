@@ -51,7 +51,7 @@ import numpy as np
 from ..errors import AttributeValueError, TinyMLError
 from ..graph import Graph
 from .autodiff import BackwardGraph
-from .fit import DivergenceError, History, check_finite, evaluate
+from .fit import DivergenceError, History, check_training_data, evaluate
 from .optim import SGD, Optimizer
 
 
@@ -235,14 +235,7 @@ def dp_fit(graph: Graph, x: np.ndarray, y: np.ndarray, noise_multiplier: float, 
         raise AttributeValueError("qas=True is for int8 training; DP-SGD here trains float graphs")
 
     bg = BackwardGraph(graph, trainable, loss, backend=backend)
-    x = bg.check_input(x)
-    check_finite(x, "x")
-    y = bg.check_target(y, len(x))
-    if validation_data is not None:
-        if not (isinstance(validation_data, (tuple, list)) and len(validation_data) == 2):
-            raise AttributeValueError("validation_data must be a pair (x_val, y_val)")
-        vx = bg.check_input(validation_data[0])
-        vy = bg.check_target(validation_data[1], len(vx))
+    x, y, vx, vy = check_training_data(bg, x, y, validation_data)
     n = len(x)
     expected = q * n
     rng = np.random.default_rng(int(seed))

@@ -102,6 +102,21 @@ def check_finite(x: np.ndarray, what: str) -> None:
                         f"clean or drop those samples")
 
 
+def check_training_data(bg: BackwardGraph, x: np.ndarray, y: np.ndarray, validation_data=None):
+    """Inputs and targets checked against the graph (finite inputs, one target per row), and the
+    optional ``validation_data`` pair likewise; returns ``(x, y, x_val, y_val)`` (None, None without it)."""
+    x = bg.check_input(x)
+    check_finite(x, "x")
+    y = bg.check_target(y, len(x))
+    vx = vy = None
+    if validation_data is not None:
+        if not (isinstance(validation_data, (tuple, list)) and len(validation_data) == 2):
+            raise AttributeValueError("validation_data must be a pair (x_val, y_val)")
+        vx = bg.check_input(validation_data[0])
+        vy = bg.check_target(validation_data[1], len(vx))
+    return x, y, vx, vy
+
+
 def _accuracy_count(bg: BackwardGraph, tape: Tape, target: np.ndarray) -> int | None:
     if bg.loss_kind != "cross_entropy":
         return None
@@ -227,14 +242,7 @@ def run_epochs(bg: BackwardGraph, stepper: Stepper, x: np.ndarray, y: np.ndarray
     batch_size = check_positive_int(batch_size, "batch_size")
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
         raise AttributeValueError(f"seed must be an int, got {seed!r}")
-    x = bg.check_input(x)
-    check_finite(x, "x")
-    y = bg.check_target(y, len(x))
-    if validation_data is not None:
-        if not (isinstance(validation_data, (tuple, list)) and len(validation_data) == 2):
-            raise AttributeValueError("validation_data must be a pair (x_val, y_val)")
-        vx = bg.check_input(validation_data[0])
-        vy = bg.check_target(validation_data[1], len(vx))
+    x, y, vx, vy = check_training_data(bg, x, y, validation_data)
     callbacks = list(callbacks)
     for cb in callbacks:
         if not callable(cb):
