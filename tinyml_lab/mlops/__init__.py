@@ -29,6 +29,9 @@ for the rest (scikit-learn, scipy, matplotlib are imported where they are used).
   :mod:`~tinyml_lab.mlops.signing` (Ed25519-signed update packages), :mod:`~tinyml_lab.mlops.rollout`
   (shadow, canary, A/B, Thompson sampling), :mod:`~tinyml_lab.mlops.continual` (retraining stages, full
   and sparse updates, their bytes and energy) and :mod:`~tinyml_lab.mlops.fleet` (the simulation).
+* serving and infrastructure: :mod:`~tinyml_lab.mlops.queueing` (M/M/c queues, replicas for a latency
+  target, a queue simulator), :mod:`~tinyml_lab.mlops.pipeline` (a cached DAG of steps keyed by
+  fingerprints) and :mod:`~tinyml_lab.mlops.registry` (versions, stages, rollback, hash check on load).
 """
 
 from __future__ import annotations
@@ -96,6 +99,12 @@ _EXPORTS: dict[str, str] = {
     "DriftTriggered": "continual", "Scheduled": "continual", "training_cost": "continual",
     "radio_energy_mj": "continual",
     "Fleet": "fleet", "FleetConfig": "fleet", "FleetReport": "fleet", "plot_fleet": "fleet",
+    # serving and infrastructure
+    "erlang_c": "queueing", "QueueStats": "queueing", "mmc": "queueing", "replicas_for": "queueing",
+    "poisson_arrivals": "queueing",
+    "Pipeline": "pipeline", "Step": "pipeline", "Cache": "pipeline", "RunReport": "pipeline",
+    "fingerprint": "pipeline",
+    "ModelRegistry": "registry", "ModelVersion": "registry", "RegistryError": "registry",
 }
 
 __all__ = sorted(_EXPORTS)
