@@ -86,7 +86,7 @@ _EXPORTS: dict[str, str] = {
     "MMDDrift": "drift", "BBSEDrift": "drift", "PageHinkley": "drift", "ADWIN": "drift",
     # monitoring
     "MetricsStore": "monitoring", "AlertRule": "monitoring", "Alert": "monitoring",
-    "PredictionWindow": "monitoring", "dashboard": "dashboard",
+    "PredictionWindow": "monitoring", "plot_dashboard": "dashboard",
     # the fleet: streams, signed updates, rollouts, continual learning
     "DriftSchedule": "streams", "DeviceStream": "streams", "DigitsSource": "streams",
     "VibrationSource": "streams", "make_streams": "streams",

@@ -112,4 +112,7 @@ def dashboard(store: MetricsStore, every_s: float | None = None, count: int | No
     return fig
 
 
-__all__ = ["dashboard"]
+# The package exports it under this name: ``tinyml_lab.mlops.dashboard`` is this module.
+plot_dashboard = dashboard
+
+__all__ = ["dashboard", "plot_dashboard"]
