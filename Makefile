@@ -35,7 +35,7 @@ $(ASSETS)/.installed: Makefile
 
 # The engine's tests and every lab notebook (executed by nbmake), in parallel.
 test: $(STAMP)
-	$(BIN)/python -m pytest -n auto --nbmake --nbmake-timeout=300 --ignore=tests/data $(PYTEST_ARGS) tests labs
+	$(BIN)/python -m pytest -n auto --nbmake --nbmake-timeout=300 --ignore=tests/data --durations=40 $(PYTEST_ARGS) tests labs
 
 clean:
 	rm -rf _build
