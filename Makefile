@@ -33,9 +33,9 @@ $(ASSETS)/.installed: Makefile
 	rm -rf $(ASSETS)/npm
 	touch $@
 
-# The engine's tests and every lab notebook (executed by nbmake), in parallel.
+# The engine's tests and every lab notebook (nbmake), in parallel; the options are in pyproject.toml.
 test: $(STAMP)
-	$(BIN)/python -m pytest -n auto --nbmake --nbmake-timeout=300 --ignore=tests/data --durations=40 $(PYTEST_ARGS) tests labs
+	$(BIN)/python -m pytest -n auto $(PYTEST_ARGS)
 
 clean:
 	rm -rf _build
