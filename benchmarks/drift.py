@@ -120,6 +120,16 @@ def _delay(det, window, rng, ramp: int) -> tuple[int | None, int]:
     return None, MAX_AFTER
 
 
+def detection_stats(delays: dict[str, list]) -> dict[str, float | None]:
+    """Per kind of shift: the share of sequences where it was detected and the mean delay of those."""
+    row: dict[str, float | None] = {}
+    for kind, ds in delays.items():
+        hit = [d for d in ds if d is not None]
+        row[f"{kind}_detected"] = len(hit) / len(ds)
+        row[f"{kind}_mean_delay"] = float(np.mean(hit)) if hit else None
+    return row
+
+
 def window_table(sequences: int, seed: int) -> list[dict]:
     rows = []
     for name, setting, make, reference, window in WINDOW_DETECTORS:
@@ -140,10 +150,7 @@ def window_table(sequences: int, seed: int) -> list[dict]:
                 delays[kind].append(d)
         row = {"detector": name, "setting": setting, "false_alarm_rate": alarms / (BEFORE * sequences),
                "ms_per_test": 1e3 * elapsed / tests}
-        for kind, ds in delays.items():
-            hit = [d for d in ds if d is not None]
-            row[f"{kind}_detected"] = len(hit) / len(ds)
-            row[f"{kind}_mean_delay"] = float(np.mean(hit)) if hit else None
+        row.update(detection_stats(delays))
         rows.append(row)
     return rows
 
@@ -194,10 +201,7 @@ def stream_table(sequences: int, seed: int) -> list[dict]:
                     delays[kind].append(after[0] if after else None)
         row = {"detector": name, "setting": setting, "false_alarms_per_10k": 1e4 * alarms / elements,
                "us_per_update": 1e6 * elapsed / (3 * sequences * STREAM_N)}
-        for kind, ds in delays.items():
-            hit = [d for d in ds if d is not None]
-            row[f"{kind}_detected"] = len(hit) / len(ds)
-            row[f"{kind}_mean_delay"] = float(np.mean(hit)) if hit else None
+        row.update(detection_stats(delays))
         rows.append(row)
     return rows
 

@@ -171,13 +171,13 @@ def test_find_lab_and_submissions(tmp_path):
     with pytest.raises(GradingError, match="does not exist"):
         find_lab(tmp_path / "none", "3")
     root = tmp_path / "subs"
-    for name in ("a.ipynb", "b/work/lab-00.ipynb", "b/other.ipynb", "c/x.ipynb", "c/y.ipynb", "d.ipynb",
+    for name in ("a.ipynb", "b/submission/lab-00.ipynb", "b/other.ipynb", "c/x.ipynb", "c/y.ipynb", "d.ipynb",
                  "d/00_example.ipynb", "e/.ipynb_checkpoints/00_example-checkpoint.ipynb", "e/mine.ipynb"):
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_text("{}")
     subs = {s.student: s for s in find_submissions(root, EXAMPLE)}
     assert subs["a"].path == root / "a.ipynb"
-    assert subs["b"].path == root / "b" / "work" / "lab-00.ipynb"
+    assert subs["b"].path == root / "b" / "submission" / "lab-00.ipynb"
     assert subs["c"].path is None and "several notebooks in c/" in subs["c"].problem
     assert subs["d"].path is None and "two submissions" in subs["d"].problem
     assert subs["e"].path == root / "e" / "mine.ipynb"

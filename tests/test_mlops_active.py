@@ -11,7 +11,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from sklearn.linear_model import LogisticRegression
-from threadpoolctl import threadpool_limits
 
 from strategies import seeds
 from tinyml_lab.data import load_digits
@@ -19,11 +18,7 @@ from tinyml_lab.errors import AttributeValueError, DataError, ShapeError
 from tinyml_lab.mlops import LearningCurve, active_learning_curve, entropy_score, least_confidence, margin_score, query_indices
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_blas_thread():
-    """Small scikit-learn fits run faster, and steadily on a shared machine, on one BLAS thread."""
-    with threadpool_limits(1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_blas_thread")
 
 
 def test_scores_by_hand():

@@ -17,7 +17,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from scipy import stats
-from threadpoolctl import threadpool_limits
 
 from strategies import seeds  # also loads the "ci" hypothesis profile
 from tinyml_lab.errors import AttributeValueError, DataError, ShapeError, TinyMLError
@@ -31,11 +30,7 @@ UPPER = int(stats.binom.ppf(0.999, TRIALS, ALPHA))  # 21 of 200
 LOWER = int(stats.binom.ppf(0.001, TRIALS, ALPHA))  # 2 of 200
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_blas_thread():
-    """The matrices here are small: one BLAS thread is faster than several on a shared machine."""
-    with threadpool_limits(1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_blas_thread")
 
 
 def gaussian_windows(seed: int, n_ref: int = 200, n_win: int = 200, d: int = 10, shift: float = 0.0):

@@ -9,7 +9,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from sklearn.linear_model import LogisticRegression
-from threadpoolctl import threadpool_limits
 from sklearn.metrics import precision_recall_fscore_support
 
 from strategies import seeds
@@ -28,11 +27,7 @@ from tinyml_lab.mlops import (
 # ---------------------------------------------------------------- slice metrics
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_blas_thread():
-    """Small scikit-learn fits run faster, and steadily on a shared machine, on one BLAS thread."""
-    with threadpool_limits(1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_blas_thread")
 
 
 @given(seed=seeds, n=st.integers(1, 80), k=st.integers(2, 5), binary=st.booleans())

@@ -7,7 +7,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from sklearn.linear_model import LogisticRegression
-from threadpoolctl import threadpool_limits
 
 from strategies import seeds
 from tinyml_lab.errors import AttributeValueError, DataError, ShapeError
@@ -24,11 +23,7 @@ from tinyml_lab.mlops import (
 # ---------------------------------------------------------------- class weights
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_blas_thread():
-    """Small scikit-learn fits run faster, and steadily on a shared machine, on one BLAS thread."""
-    with threadpool_limits(1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_blas_thread")
 
 
 def test_inverse_frequency_weights_by_hand():

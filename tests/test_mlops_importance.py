@@ -5,17 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
-from threadpoolctl import threadpool_limits
 
 from tinyml_lab.errors import AttributeValueError, DataError, ShapeError
 from tinyml_lab.mlops import PermutationImportance, permutation_importance
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_blas_thread():
-    """Small scikit-learn fits run faster, and steadily on a shared machine, on one BLAS thread."""
-    with threadpool_limits(1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_blas_thread")
 
 
 @pytest.fixture(scope="module")

@@ -359,6 +359,12 @@ def _check_time(value: Any, what: str) -> float | None:
     return float(value)
 
 
+def _sql_where(conditions) -> tuple[str, list]:
+    """A ``WHERE`` clause joining the ``(clause, value)`` pairs whose value is not None, and its arguments."""
+    kept = [(c, v) for c, v in conditions if v is not None]
+    return (" WHERE " + " AND ".join(c for c, _ in kept)) if kept else "", [v for _, v in kept]
+
+
 # ----------------------------------------------------------------------------------------------
 # the store
 
@@ -615,12 +621,8 @@ class MetricsStore:
         start, end = _check_time(start, "start"), _check_time(end, "end")
         if start is not None and end is not None and end < start:
             raise DataError(f"start={start} is after end={end}; give start <= end")
-        clauses, args = [], []
-        for col, v in (("device_id = ?", device), ("model_version = ?", version), ("ts >= ?", start), ("ts < ?", end)):
-            if v is not None:
-                clauses.append(col)
-                args.append(v)
-        return (" WHERE " + " AND ".join(clauses)) if clauses else "", args
+        return _sql_where((("device_id = ?", device), ("model_version = ?", version), ("ts >= ?", start),
+                           ("ts < ?", end)))
 
     def window(self, device: str | None = None, model_version: str | None = None, start: float | None = None,
                end: float | None = None, last: int | None = None) -> PredictionWindow:
@@ -700,17 +702,13 @@ class MetricsStore:
                           end: float | None = None) -> list[dict[str, Any]]:
         """Feature summary rows (windows with ``start <= window_start < end``), ordered by window then feature."""
         self._check_device(device)
-        clauses, args = [], []
         if feature is not None:
             if self._conn.execute("SELECT 1 FROM feature_summaries WHERE feature = ? LIMIT 1", (feature,)).fetchone() is None:
                 names = [r[0] for r in self._conn.execute("SELECT DISTINCT feature FROM feature_summaries ORDER BY 1")]
                 raise DataError(f"unknown feature {feature!r}; the store has {', '.join(names[:20]) or 'no features'}")
-        for col, v in (("device_id = ?", device), ("feature = ?", feature), ("window_start >= ?", _check_time(start, "start")),
-                       ("window_start < ?", _check_time(end, "end"))):
-            if v is not None:
-                clauses.append(col)
-                args.append(v)
-        where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+        where, args = _sql_where((("device_id = ?", device), ("feature = ?", feature),
+                                  ("window_start >= ?", _check_time(start, "start")),
+                                  ("window_start < ?", _check_time(end, "end"))))
         cur = self._conn.execute("SELECT window_start, window_end, device_id, model_version, feature, mean, std, min, "
                                  f"max, count FROM feature_summaries{where} ORDER BY window_start, device_id, id", args)
         keys = [d[0] for d in cur.description]
@@ -743,13 +741,8 @@ class MetricsStore:
     def events(self, kind: str | None = None, device: str | None = None, start: float | None = None,
                end: float | None = None) -> list[dict[str, Any]]:
         """Events (alerts, drift checks, ...) ordered by time."""
-        clauses, args = [], []
-        for col, v in (("kind = ?", kind), ("device_id = ?", device), ("ts >= ?", _check_time(start, "start")),
-                       ("ts < ?", _check_time(end, "end"))):
-            if v is not None:
-                clauses.append(col)
-                args.append(v)
-        where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+        where, args = _sql_where((("kind = ?", kind), ("device_id = ?", device),
+                                  ("ts >= ?", _check_time(start, "start")), ("ts < ?", _check_time(end, "end"))))
         cur = self._conn.execute("SELECT ts, kind, name, device_id, model_version, metric, value, threshold, "
                                  f"flagged, message FROM events{where} ORDER BY ts, id", args)
         keys = [d[0] for d in cur.description]
